@@ -1,0 +1,212 @@
+"""The ablation: methods x outlier fractions x noise levels x seeds, through the cached stage runs.
+
+    python -m pipeline ablate face_pose.yaml [key=value ...] [--grid quick|full] [--out DIR]
+        [--methods a,b] [--fractions 0,0.1] [--noise 0,2,5] [--seeds 3] [--jobs 2]
+
+Every grid point is an ordinary pipeline run (stages data -> teacher -> distill) of the preset with
+``data.noise.std``, ``data.noise.outlier_fraction``, ``distill.method`` and ``distill.train.seed``
+overridden, so data and teachers are built once per noise setting and reused by every method and
+seed (the seed varies the student's initialization and batch order). Phase 1 builds the data and
+teachers, phase 2 the students; each phase runs ``--jobs`` processes of ``threads / jobs`` threads.
+
+Writes ``<out>/<experiment>_ablation/``: ``ablation.json`` (one row per run), ``ablation.md``
+(mean ± std of clean-test MAE per method and setting, and the noisy-validation MAE used for any
+choice of defaults) and ``ablation.png`` (error vs outlier fraction, one line per method).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.config import load_config
+from pipeline.losses import METHODS
+from pipeline.runs import atomic_write_json, atomic_write_text
+from pipeline.schema import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.4)
+
+
+@dataclass(frozen=True)
+class Grid:
+    methods: tuple[str, ...]
+    fractions: tuple[float, ...]
+    noise: tuple[float, ...]
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...]  # extra overrides that define the grid (quick: fewer epochs)
+
+
+def quick_overrides(cfg) -> tuple[str, ...]:
+    """`--grid quick`: about half the epochs of every training stage."""
+    return (f"teacher.train.epochs={max(1, cfg.teacher.train.epochs // 2)}",
+            f"distill.train.epochs={max(1, cfg.distill.train.epochs // 2)}")
+
+
+def make_grid(config: str, overrides: list[str], grid: str, methods: str | None, fractions: str | None,
+              noise: str | None, seeds: int | None) -> Grid:
+    cfg = load_config(config, overrides)
+    problems = []
+    ms = tuple(methods.split(",")) if methods else tuple(METHODS)
+    problems += [f"--methods {m}: unknown method; use any of: {', '.join(METHODS)}" for m in ms if m not in METHODS]
+
+    def floats(text: str | None, default: tuple[float, ...], flag: str) -> tuple[float, ...]:
+        if not text:
+            return default
+        try:
+            return tuple(float(v) for v in text.split(","))
+        except ValueError:
+            problems.append(f"{flag} {text}: expected comma-separated numbers, e.g. 0,0.1,0.2")
+            return default
+    fr = floats(fractions, DEFAULT_FRACTIONS, "--fractions")
+    nz = floats(noise, (cfg.data.noise.std,), "--noise")
+    n_seeds = seeds if seeds is not None else (2 if grid == "quick" else 3)
+    if n_seeds < 1:
+        problems.append(f"--seeds {n_seeds}: need at least 1")
+    if problems:
+        raise ConfigError(problems)
+    extra = quick_overrides(cfg) if grid == "quick" else ()
+    return Grid(ms, fr, nz, tuple(range(n_seeds)), extra)
+
+
+def point_overrides(noise: float, fraction: float, method: str | None, seed: int | None) -> list[str]:
+    out = [f"data.noise.std={noise}", f"data.noise.outlier_fraction={fraction}"]
+    if method is not None:
+        out += [f"distill.method={method}", f"distill.train.seed={seed}"]
+    return out
+
+
+def _run_point(config: str, overrides: list[str], out: str, threads: int, only: str) -> dict:
+    """One pipeline run in a worker process; returns the distill (or teacher) summary entry."""
+    import torch
+
+    from pipeline.orchestrate import run_pipeline
+
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(threads)
+    cfg = load_config(config, overrides + [f"threads={threads}"])
+    res = run_pipeline(cfg, Path(out), only={only})
+    entry = res.summary["stages"][only]
+    if entry["status"] not in ("ran", "cached"):
+        raise RuntimeError(f"{only} {entry['status']}: {entry.get('reason')}")
+    return {"teacher": res.summary["stages"]["teacher"].get("metrics", {}), only: entry.get("metrics", {})}
+
+
+def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs: int) -> dict:
+    base = load_config(config, overrides)
+    experiment = f"{base.experiment}_ablation"
+    common = list(overrides) + list(grid.overrides) + [f"experiment={experiment}"]
+    total_threads = base.threads or len(os.sched_getaffinity(0))
+    jobs = max(1, min(jobs, total_threads))
+    threads = max(1, total_threads // jobs)
+    t0 = time.perf_counter()
+    ctx = mp.get_context("spawn")  # torch + fork can deadlock; spawn is safe everywhere
+    teachers: dict[tuple[float, float], dict] = {}
+    rows = []
+    settings = list(itertools.product(grid.noise, grid.fractions))
+    points = list(itertools.product(grid.noise, grid.fractions, grid.methods, grid.seeds))
+    with ProcessPoolExecutor(jobs, mp_context=ctx) as pool, \
+            tqdm(total=len(settings) + len(points), desc="ablation", dynamic_ncols=True) as bar:
+        futs = {pool.submit(_run_point, config, common + point_overrides(n, f, None, None), str(out), threads,
+                            "teacher"): (n, f) for n, f in settings}
+        for fut in as_completed(futs):
+            teachers[futs[fut]] = fut.result()["teacher"]
+            bar.update()
+        futs = {pool.submit(_run_point, config, common + point_overrides(n, f, m, s), str(out), threads,
+                            "distill"): (n, f, m, s) for n, f, m, s in points}
+        for fut in as_completed(futs):
+            n, f, m, s = futs[fut]
+            d = fut.result()["distill"]
+            flag = d["flagger"] if METHODS[m].uses_teacher and m.startswith("tor") else {}
+            rows.append({"method": m, "outlier_fraction": f, "noise_std": n, "seed": s,
+                         "test_mae": d["test_mae"], "test_mae_per_output": d["test_mae_per_output"],
+                         "val_mae": d["val_mae"], "heads_val_mae": d.get("heads_val_mae"),
+                         "heads_test_mae": {h: v["test_mae"] for h, v in d["heads"].items()},
+                         "teacher_test_mae": teachers[(n, f)]["test_mae"],
+                         "flagger_precision": flag.get("precision"), "flagger_recall": flag.get("recall")})
+            bar.update()
+            bar.set_postfix_str(f"{m} f={f} seed={s}: {d['test_mae']:.3f}")
+    rows.sort(key=lambda r: (r["noise_std"], r["outlier_fraction"], list(grid.methods).index(r["method"]),
+                             r["seed"]))
+    wall = time.perf_counter() - t0
+    root = Path(out) / experiment
+    result = {"config": config, "overrides": common, "jobs": jobs, "threads_per_job": threads,
+              "wall_seconds": round(wall, 1), "grid": {"methods": grid.methods, "fractions": grid.fractions,
+                                                         "noise": grid.noise, "seeds": grid.seeds},
+              "rows": rows}
+    atomic_write_json(root / "ablation.json", result)
+    atomic_write_text(root / "ablation.md", markdown_table(rows, grid))
+    plot(rows, grid, root / "ablation.png")
+    return result
+
+
+def _agg(rows: list[dict], key: str) -> tuple[float, float]:
+    vals = np.array([r[key] for r in rows], float)
+    return float(vals.mean()), float(vals.std())
+
+
+def markdown_table(rows: list[dict], grid: Grid) -> str:
+    """Mean ± std over seeds of clean-test MAE, one row per method, one column per setting."""
+    lines = []
+    for metric, title in (("test_mae", "clean-test MAE"), ("val_mae", "noisy-validation MAE (for model choice)")):
+        lines.append(f"### {title}, mean ± std over {len(grid.seeds)} seeds\n")
+        cols = list(itertools.product(grid.noise, grid.fractions))
+        lines.append("| method | " + " | ".join(f"noise {n:g}, outliers {f:g}" for n, f in cols) + " |")
+        lines.append("|---" * (len(cols) + 1) + "|")
+        for m in grid.methods:
+            cells = []
+            for n, f in cols:
+                sel = [r for r in rows if r["method"] == m and r["noise_std"] == n and r["outlier_fraction"] == f]
+                cells.append("{:.3f} ± {:.3f}".format(*_agg(sel, metric)) if sel else "-")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        teach = []
+        for n, f in cols:
+            sel = [r for r in rows if r["noise_std"] == n and r["outlier_fraction"] == f]
+            teach.append(f"{sel[0]['teacher_test_mae']:.3f}" if sel and metric == "test_mae" else "-")
+        if metric == "test_mae":
+            lines.append("| (teacher) | " + " | ".join(teach) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], grid: Grid, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(grid.noise), figsize=(6 * len(grid.noise), 4.5), squeeze=False)
+    for ax, n in zip(axes[0], grid.noise, strict=True):
+        for m in grid.methods:
+            means, stds = [], []
+            for f in grid.fractions:
+                sel = [r for r in rows if r["method"] == m and r["noise_std"] == n and r["outlier_fraction"] == f]
+                mu, sd = _agg(sel, "test_mae") if sel else (np.nan, np.nan)
+                means.append(mu)
+                stds.append(sd)
+            ax.errorbar(grid.fractions, means, yerr=stds, marker="o", capsize=3, label=m,
+                        linewidth=2.5 if m == "tor_mt" else 1.2)
+        ax.set_xlabel("outlier fraction")
+        ax.set_ylabel("clean-test MAE")
+        ax.set_title(f"Gaussian noise {n:g}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def format_summary(result: dict) -> str:
+    return (f"ablation: {len(result['rows'])} runs in {result['wall_seconds']:.0f}s "
+            f"({result['jobs']} jobs x {result['threads_per_job']} threads)")

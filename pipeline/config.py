@@ -1,0 +1,252 @@
+"""The config schema: every option of every stage, with its default, type, range and help.
+
+This file is the single source of truth for defaults. A preset YAML (``pipeline/presets/*.yaml``)
+only states what differs from these; ``python -m pipeline show-config CONFIG`` prints the resolved
+result. Options that pick an implementation are short names from a table (``source``, ``arch``,
+``method``, ``formats``), never import paths.
+
+Load a config with :func:`load_config`; it raises :class:`~pipeline.schema.ConfigError` listing
+every problem (unknown keys, wrong types, ranges, contradictions) with its key path and fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pipeline.data.sinusoid import SinusoidConfig
+from pipeline.data.sources import SOURCES
+from pipeline.data.synthetic_faces import SyntheticFacesConfig
+from pipeline.losses import METHODS
+from pipeline.models import MODELS
+from pipeline.schema import ConfigError, apply_overrides, build, defaults_of
+
+# Choices come from the implementation tables, so a new row is usable without touching the schema.
+SourceName = Literal[tuple(SOURCES)]
+TeacherArch = Literal[tuple(n for n, m in MODELS.items() if m.role == "teacher")]
+StudentArch = Literal[tuple(n for n, m in MODELS.items() if m.role == "student")]
+MethodName = Literal[tuple(METHODS)]
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+# Bump when a change to code makes earlier cached stage outputs invalid: it is part of every hash.
+SCHEMA_VERSION = 1
+
+
+def _f(default, help: str, **bounds):
+    """A schema field: default, help text and optional min/max bounds, in one place."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **bounds})
+    return field(default=default, metadata={"help": help, **bounds})
+
+
+@dataclass
+class NoiseConfig:
+    """Label noise injected into the train and validation splits (test labels stay clean)."""
+
+    std: float = _f(3.0, "Gaussian annotation noise, standard deviation in label units (degrees)", min=0, max=90)
+    outlier_fraction: float = _f(0.2, "fraction of samples whose label is a gross error", min=0, max=0.9)
+    outlier_mode: Literal["uniform", "offset"] = _f(
+        "uniform", "uniform: the label is redrawn uniformly over the label range; "
+        "offset: each output is shifted by a random sign times U(offset_min, offset_max)")
+    offset_min: float = _f(20.0, "smallest outlier shift for outlier_mode=offset (label units)", min=0)
+    offset_max: float = _f(60.0, "largest outlier shift for outlier_mode=offset (label units)", min=0)
+
+
+@dataclass
+class DataConfig:
+    source: SourceName = _f(
+        "synthetic_faces", "dataset source (a name from pipeline.data.sources.SOURCES)")
+    seed: int = _f(0, "seed of the dataset draw (poses, appearance, noise)", min=0)
+    n_train: int = _f(20000, "training samples", min=16)
+    n_val: int = _f(2000, "validation samples (noisy labels, like training)", min=8)
+    n_test: int = _f(2000, "test samples (clean labels)", min=8)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    synthetic_faces: SyntheticFacesConfig = field(default_factory=SyntheticFacesConfig)
+    sinusoid: SinusoidConfig = field(default_factory=SinusoidConfig)
+
+
+@dataclass
+class TrainConfig:
+    """One training run's budget and optimizer; shared by the teacher, distill and qat sections."""
+
+    epochs: int = _f(12, "passes over the training split", min=1, max=10000)
+    batch_size: int = _f(128, "samples per step", min=1, max=65536)
+    lr: float = _f(3e-3, "peak learning rate (AdamW, one-cycle cosine schedule)", min=0, max=10)
+    weight_decay: float = _f(1e-4, "AdamW weight decay", min=0, max=1)
+    warmup_fraction: float = _f(0.05, "fraction of steps spent warming up the learning rate", min=0, max=0.5)
+    patience: int = _f(0, "early stopping: epochs without validation improvement before stopping "
+                          "(0 = never stop early; the best epoch on noisy validation is kept either way)",
+                       min=0)
+    augment: bool = _f(True, "horizontal flip with mirrored labels (faces only)")
+    seed: int = _f(0, "seed of initialization and batch order", min=0)
+    checkpoint_every_s: float = _f(60.0, "write a recovery checkpoint at least this often (seconds)",
+                                   min=1)
+
+
+@dataclass
+class TeacherConfig:
+    arch: TeacherArch = _f(
+        "cnn_l", "teacher network (pipeline.models.MODELS): cnn_* for images, mlp_* for vectors")
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class TorConfig:
+    """Teacher outlier rejection loss knobs (METHOD.md)."""
+
+    outlier_branch: Literal["sqrt", "l1", "l2", "none"] = _f(
+        "sqrt", "loss on samples flagged as outliers: sqrt(|h-y_T|+eps), |h-y_T|, (h-y_T)^2, or 0")
+    threshold: Literal["chauvenet", "mad_k", "fixed"] = _f(
+        "chauvenet", "rule for the outlier threshold e_out on the teacher residual |y~ - y_T|")
+    alpha: float = _f(2.0, "chauvenet: expected count alpha at the threshold", min=1e-6)
+    k: float = _f(3.0, "mad_k: e_out = k * 1.4826 * MAD", min=0)
+    fixed: float = _f(15.0, "fixed: e_out in label units", min=0)
+    sigma_from: Literal["batch", "dataset"] = _f(
+        "dataset", "where the robust sigma (and chauvenet's beta) come from: each batch, or once "
+        "over the training set after the teacher is trained")
+    eps: float = _f(1e-6, "keeps the sqrt branch's gradient finite at 0", min=0)
+
+
+@dataclass
+class DistillConfig:
+    method: MethodName = _f(
+        "tor_mt", "training objective (pipeline.losses.METHODS); tor_mt is the paper's full method")
+    arch: StudentArch = _f(
+        "mobile_s", "student network (pipeline.models.MODELS)")
+    width_mult: float = _f(1.0, "student width multiplier", min=0.25, max=4)
+    tor: TorConfig = field(default_factory=TorConfig)
+    label_weight: float = _f(1.0, "lambda_L: weight of the label-head loss", min=0)
+    teacher_weight: float = _f(1.0, "lambda_T: weight of the teacher-head L2 loss (two-headed methods)",
+                               min=0)
+    kd_mix_weight: float = _f(0.5, "kd_mix: weight w of the teacher term", min=0, max=1)
+    huber_delta: float = _f(5.0, "scratch_huber: Huber delta in label units", min=0)
+    tbr_margin: float = _f(0.0, "tbr: margin m (squared label units)", min=0)
+    tbr_nu: float = _f(0.5, "tbr: weight nu of the teacher bound term", min=0)
+    inference_head: Literal["teacher", "label", "mean"] = _f(
+        "teacher", "which head the exported single-output student answers with (two-headed methods)")
+    # No augmentation by default: the teacher's predictions are then computed once and cached.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, lr=5e-3, weight_decay=5e-5,
+                                                                   augment=False))
+
+
+@dataclass
+class QatConfig:
+    enabled: bool = _f(True, "run int8 quantization-aware fine-tuning (false: the stage is skipped)")
+    calibration_batches: int = _f(16, "batches used to calibrate observers (PTQ baseline and QAT start)",
+                                  min=1)
+    freeze_observers_epoch: int = _f(2, "epoch after which observers stop updating", min=0)
+    freeze_bn_epoch: int = _f(1, "epoch after which batch-norm statistics stop updating", min=0)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=2e-4, weight_decay=0.0,
+                                                                   augment=False))
+
+
+@dataclass
+class ExportConfig:
+    formats: list[str] = _f(["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_int8",
+                             "coreml_fp32", "coreml_fp16", "coreml_int8"],
+                            "artifacts to write (names from exporters.formats.FORMATS)")
+    int8_io: bool = _f(False, "tflite_int8: int8 input/output tensors instead of float I/O")
+    parity_samples: int = _f(32, "clean test images every artifact is checked on", min=1, max=4096)
+
+
+@dataclass
+class Config:
+    experiment: str = _f("face_pose", "run folder name under --out")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto: CUDA when present, else CPU")
+    threads: int = _f(0, "CPU threads for torch (0 = all cores)", min=0, max=1024)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    qat: QatConfig = field(default_factory=QatConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+defaults_of(Config)
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path if it exists, else the name of a bundled preset (with or without .yaml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    preset = PRESETS_DIR / (name_or_path if name_or_path.endswith(".yaml") else name_or_path + ".yaml")
+    if preset.is_file() and path.parent == Path("."):
+        return preset
+    names = ", ".join(p.name for p in sorted(PRESETS_DIR.glob("*.yaml")))
+    raise ConfigError([f"{name_or_path}: no such config file or bundled preset; "
+                       f"give a path to a YAML file or one of: {names}"])
+
+
+def load_raw(name_or_path: str) -> dict:
+    path = resolve_config_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError([f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); "
+                           "fix the syntax"]) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections (data:, teacher:, ...)"])
+    return raw
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
+    """Read a preset or YAML file, apply overrides, validate everything, return the Config."""
+    raw = apply_overrides(load_raw(name_or_path), list(overrides or []))
+    return validate(raw)
+
+
+def validate(raw: dict) -> Config:
+    problems: list[str] = []
+    cfg = build(Config, raw, "", problems)
+    try:
+        problems += consistency_problems(cfg)
+    except (KeyError, TypeError):
+        # A field the checks read is itself invalid; that problem is already reported.
+        if not problems:
+            raise
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def consistency_problems(cfg: Config) -> list[str]:
+    """Options that are each valid but contradict each other."""
+    from exporters.formats import FORMATS
+
+    out: list[str] = []
+    kind = SOURCES[cfg.data.source].input_kind if cfg.data.source in SOURCES else None
+    for key, arch in (("teacher.arch", cfg.teacher.arch), ("distill.arch", cfg.distill.arch)):
+        if kind and arch in MODELS and MODELS[arch].input_kind != kind:
+            fitting = ", ".join(n for n, m in MODELS.items() if m.input_kind == kind and
+                                m.role == MODELS[arch].role)
+            out.append(f"{key}: {arch!r} takes {MODELS[arch].input_kind} inputs but data.source "
+                       f"{cfg.data.source!r} gives {kind}; use one of: {fitting}")
+    noise = cfg.data.noise
+    if noise.outlier_mode == "offset" and noise.offset_min > noise.offset_max:
+        out.append(f"data.noise.offset_min ({noise.offset_min}) > data.noise.offset_max "
+                   f"({noise.offset_max}); make offset_min <= offset_max")
+    for i, name in enumerate(cfg.export.formats):
+        if name not in FORMATS:
+            out.append(f"export.formats[{i}]: unknown format {name!r}; use any of: " + ", ".join(FORMATS))
+    if len(set(cfg.export.formats)) != len(cfg.export.formats):
+        out.append("export.formats: a format is listed twice; list each once")
+    for section in ("teacher", "distill", "qat"):
+        train = getattr(cfg, section).train
+        if train.batch_size > cfg.data.n_train:
+            out.append(f"{section}.train.batch_size ({train.batch_size}) exceeds data.n_train "
+                       f"({cfg.data.n_train}); lower the batch size or raise n_train")
+    if cfg.qat.freeze_bn_epoch > cfg.qat.freeze_observers_epoch:
+        out.append(f"qat.freeze_bn_epoch ({cfg.qat.freeze_bn_epoch}) is after qat.freeze_observers_epoch "
+                   f"({cfg.qat.freeze_observers_epoch}); freeze batch-norm statistics first")
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            out.append("device: 'cuda' but no CUDA device is visible; use device=auto or device=cpu")
+    return out

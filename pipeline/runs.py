@@ -1,0 +1,151 @@
+"""Run directories, stage hashes, manifests and atomic writes: the pipeline's cache.
+
+Layout: ``<out>/<experiment>/<stage>-<hash>/`` holding ``config.yaml`` (the stage's resolved config
+slice), ``stage.log``, the stage's artifacts, and ``manifest.json``, written last and atomically.
+The hash covers the stage's config slice, its upstream stages' hashes and ``SCHEMA_VERSION``, so a
+change to one stage's options reruns that stage and everything downstream, nothing else.
+
+All artifact writes go through this module (``atomic_write_*``), so a later multi-process run has one
+place to enforce a single writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+def stage_hash(stage: str, config_slice: Any, upstream: dict[str, str]) -> str:
+    payload = json.dumps({"schema": SCHEMA_VERSION, "stage": stage, "config": config_slice,
+                          "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write through a temporary file in the same folder, then ``os.replace``: never a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return _atomic(path, lambda p: p.write_text(text))
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def atomic_torch_save(path: Path, obj: Any) -> Path:
+    import torch
+
+    return _atomic(path, lambda p: torch.save(obj, p))
+
+
+def atomic_write_npz(path: Path, **arrays) -> Path:
+    import numpy as np
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(fh, **arrays)
+    return _atomic(path, write)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+@dataclass
+class StageDir:
+    """One stage's folder and what its manifest says."""
+
+    stage: str
+    hash: str
+    path: Path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def manifest(self) -> dict | None:
+        try:
+            return read_json(self.manifest_path)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def is_complete(self) -> bool:
+        m = self.manifest()
+        return bool(m and m.get("status") == "complete" and m.get("hash") == self.hash)
+
+    def begin(self, config_slice: Any) -> None:
+        """Start a (re)run: drop a stale manifest first so a crash never leaves 'complete' behind."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.manifest_path.exists():
+            self.manifest_path.unlink()
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config_slice, sort_keys=False))
+
+    def complete(self, metrics: dict, artifacts: dict[str, str], upstream: dict[str, str],
+                 started: float) -> dict:
+        manifest = {"stage": self.stage, "hash": self.hash, "status": "complete",
+                    "schema_version": SCHEMA_VERSION, "upstream": upstream,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                    "duration_s": round(time.time() - started, 2),
+                    "metrics": metrics, "artifacts": artifacts}
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+
+@dataclass
+class StageContext:
+    """What a stage's ``run`` gets: its own folder, its upstream stages' folders, the device."""
+
+    dir: Path
+    upstream: dict[str, StageDir]
+    device: Any
+    is_writer: bool = True
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def upstream_manifest(self, stage: str) -> dict:
+        m = self.upstream[stage].manifest()
+        if m is None:
+            raise RuntimeError(f"upstream stage {stage!r} has no manifest in {self.upstream[stage].path}")
+        return m
+
+
+def dir_size(path: Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

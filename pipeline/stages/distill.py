@@ -1,0 +1,158 @@
+"""Distill stage: train the two-headed mobile student with the configured method (TOR-MT by default),
+write the flagged-outlier report, evaluate both heads on the clean test split, and save the
+single-output student (the chosen head) for QAT and export."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import numpy as np
+import torch
+
+from pipeline.config import Config
+from pipeline.data.dataset import Dataset, load_dataset
+from pipeline.evaluate import errors, mae
+from pipeline.losses import METHODS, LossParams, Method, outlier_threshold, robust_sigma
+from pipeline.models import build_model
+from pipeline.models.complexity import count_macs, count_params
+from pipeline.models.student import SingleOutput
+from pipeline.runs import StageContext, atomic_torch_save, atomic_write_text
+from pipeline.schema import to_dict
+from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.teacher import PREDICTIONS_FILE, load_teacher
+from pipeline.train import TrainData, fit, predict, to_model_input
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "student.pt"
+FLAGGED_FILE = "flagged_outliers.csv"
+
+
+def config_slice(cfg: Config) -> dict:
+    return {"distill": to_dict(cfg.distill)}
+
+
+def exported_head(cfg: Config) -> str:
+    """Single-head methods train and answer with the label head; two-headed ones use the knob."""
+    return cfg.distill.inference_head if METHODS[cfg.distill.method].two_heads else "label"
+
+
+def load_student(stage_dir, device="cpu") -> SingleOutput:
+    """The distilled student as the single-output module QAT and export consume."""
+    ckpt = torch.load(stage_dir / MODEL_FILE, map_location=device, weights_only=False)
+    student = build_model(ckpt["arch"], ckpt["stats"], ckpt["width_mult"])
+    student.load_state_dict(ckpt["state_dict"])
+    return SingleOutput(student, ckpt["head"]).to(device).eval()
+
+
+def dataset_threshold(cfg: Config, residual: np.ndarray) -> np.ndarray:
+    """e_out per output from the whole training set's teacher residuals (beta = N)."""
+    t = cfg.distill.tor
+    r = torch.from_numpy(residual)
+    return outlier_threshold(robust_sigma(r), t.threshold, len(r), t.alpha, t.k, t.fixed).numpy()
+
+
+def flag_report(cfg: Config, data: Dataset, y_t: np.ndarray, path) -> dict:
+    """Write the CSV of training samples whose teacher residual exceeds e_out; score the flagger."""
+    y = data.y("train")
+    residual = y - y_t
+    e_out = dataset_threshold(cfg, residual)
+    flags = np.abs(residual) > e_out
+    names = data.output_names
+    lines = [",".join(["index"] + [f"label_{n}" for n in names] + [f"teacher_{n}" for n in names]
+                      + [f"residual_{n}" for n in names])]
+    for i in np.flatnonzero(flags.any(1)):
+        vals = [*y[i], *y_t[i], *residual[i]]
+        lines.append(",".join([str(i)] + [f"{v:.3f}" for v in vals]))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    truth = data.outlier_mask("train")
+    tp = int((flags & truth).sum())
+    return {"threshold": {n: (None if not np.isfinite(v) else round(float(v), 4)) for n, v in zip(names, e_out)},
+            "flagged_samples": int(flags.any(1).sum()), "flagged_elements": int(flags.sum()),
+            "precision": round(tp / flags.sum(), 4) if flags.sum() else None,
+            "recall": round(tp / truth.sum(), 4) if truth.sum() else None}
+
+
+def distill_step(method: Method, params: LossParams, teacher: torch.nn.Module | None, tied_heads: bool):
+    """The training step of a method. ``teacher`` given: augmentation is on and the teacher runs on the
+    augmented batch; else its cached predictions (``batch["y_t"]``) are used. ``tied_heads``: the model
+    has one output standing in for both heads (the QAT stage's single-output student)."""
+
+    def step(model, batch):
+        out = model(batch["x"])
+        hl, ht = (out, out) if tied_heads else out
+        y_t = batch["y_t"]
+        if teacher is not None:
+            with torch.no_grad():
+                y_t = teacher(batch["x"]).float()
+        return method.loss(hl.float(), ht.float(), batch["y"], y_t, params)
+    return step
+
+
+def run(cfg: Config, ctx: StageContext) -> StageOutput:
+    dev = ctx.extras["device"]
+    d = cfg.distill
+    method = METHODS[d.method]
+    data = load_dataset(ctx.upstream["data"].path)
+    teacher_dir = ctx.upstream["teacher"].path
+    with np.load(teacher_dir / PREDICTIONS_FILE) as z:
+        y_t_train = z["train"]
+    flagger = flag_report(cfg, data, y_t_train, ctx.dir / FLAGGED_FILE)
+    threshold = tuple(float(v) for v in dataset_threshold(cfg, data.y("train") - y_t_train))
+    params = LossParams.from_config(d, threshold)
+
+    torch.manual_seed(d.train.seed)
+    student = build_model(d.arch, data.stats, d.width_mult).to(dev.device)
+    example = to_model_input(torch.from_numpy(data.x("test")[:1]), dev)
+    n_params, macs = count_params(student), count_macs(student, example)
+    teacher_macs = ctx.upstream_manifest("teacher")["metrics"]["macs"]
+    if dev.channels_last and example.dim() == 4:
+        student = student.to(memory_format=torch.channels_last)
+    mirror = data.stats["mirror_signs"]
+    augment = d.train.augment and mirror is not None
+    teacher = load_teacher(teacher_dir, dev.device) if (augment and method.uses_teacher) else None
+    train = TrainData(torch.from_numpy(data.x("train")), torch.from_numpy(data.y("train")),
+                      extras={"y_t": torch.from_numpy(y_t_train)},
+                      mirror_signs=torch.tensor(mirror) if mirror else None)
+    head = exported_head(cfg)
+    single = SingleOutput(student, head)
+
+    step = distill_step(method, params, teacher, tied_heads=False)
+
+    val_x, val_y = torch.from_numpy(data.x("val")), data.y("val")
+
+    def val_fn(model):  # model selection on the noisy validation split, never on clean labels
+        return {"val_mae": mae(predict(single, val_x, dev), val_y)}
+
+    log.info("student %s x%.2f (%d params, %.2fM MACs = 1/%.0f of the teacher), method %s, on %s",
+             d.arch, d.width_mult, n_params, macs / 1e6, teacher_macs / macs, d.method, dev.describe())
+    result = fit(student, step, train, val_fn, d.train, dev, ctx.dir, desc=f"distill[{d.method}]")
+
+    names = data.output_names
+    test_x, test_y = torch.from_numpy(data.x("test")), data.y("test")
+    heads = predict(student, test_x, dev)  # (2, N, D): label head, teacher head
+    by_head = {"label": heads[0], "teacher": heads[1], "mean": heads.mean(0)}
+    val_heads = predict(student, val_x, dev)
+    heads_val_mae = {"label": mae(val_heads[0], val_y), "teacher": mae(val_heads[1], val_y),
+                     "mean": mae(val_heads.mean(0), val_y)}
+    metrics = {**errors(by_head[head], test_y, names), "head": head, "method": d.method,
+               "heads": {h: errors(p, test_y, names) for h, p in by_head.items()},
+               "heads_val_mae": {h: round(v, 4) for h, v in heads_val_mae.items()},
+               "val_mae": round(result.best_metric, 4), "best_epoch": result.best_epoch,
+               "train_seconds": result.train_seconds, "params": n_params, "macs": macs,
+               "teacher_macs": teacher_macs, "macs_fraction_of_teacher": round(macs / teacher_macs, 5),
+               "teacher_test_mae": ctx.upstream_manifest("teacher")["metrics"]["test_mae"],
+               "flagger": flagger}
+    if ctx.is_writer:
+        atomic_torch_save(ctx.dir / MODEL_FILE, {
+            "arch": d.arch, "width_mult": d.width_mult, "stats": data.stats, "head": head,
+            "state_dict": {k: v.cpu() for k, v in student.state_dict().items()}})
+    log.info("distill[%s]: clean test MAE %.3f (%s head); teacher %.3f; flagger precision %s recall %s",
+             d.method, metrics["test_mae"], head, metrics["teacher_test_mae"], flagger["precision"],
+             flagger["recall"])
+    return StageOutput(metrics, {"model": MODEL_FILE, "flagged_outliers": FLAGGED_FILE,
+                                 "metrics": "metrics.jsonl"})
+
+
+STAGE = Stage("distill", ("data", "teacher"), config_slice, run)

@@ -1,0 +1,87 @@
+"""Config validation: every kind of user error is reported with its key path and a fix, all at once."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.config import Config, load_config, validate
+from pipeline.schema import ConfigError, describe
+
+
+def problems_of(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        validate(raw)
+    return exc.value.problems
+
+
+def test_defaults_validate_and_every_field_is_documented():
+    assert isinstance(validate({}), Config)
+    rows = describe(Config)
+    assert len(rows) > 40
+    assert all(help_text for _, _, _, help_text in rows if not _.startswith("data.synthetic_faces"))
+
+
+def test_bundled_presets_validate():
+    for name in ("face_pose.yaml", "smoke.yaml", "sinusoid"):
+        cfg = load_config(name)
+        assert cfg.experiment
+
+
+def test_unknown_key_suggests_spelling():
+    (p,) = problems_of({"data": {"nosie": {"std": 1.0}}})
+    assert p.startswith("data.nosie: unknown key") and "data.noise" in p
+
+
+def test_wrong_types_are_not_coerced():
+    probs = problems_of({"teacher": {"train": {"epochs": "3", "augment": 1}}, "data": {"n_train": 1.5}})
+    assert any(p.startswith("teacher.train.epochs: expected an integer") for p in probs)
+    assert any(p.startswith("teacher.train.augment: expected true or false") for p in probs)
+    assert any(p.startswith("data.n_train: expected an integer") for p in probs)
+
+
+def test_out_of_range_and_bad_choice():
+    probs = problems_of({"data": {"noise": {"outlier_fraction": 1.5}}, "distill": {"method": "tor_m"}})
+    assert any(p.startswith("data.noise.outlier_fraction: 1.5 is out of range") for p in probs)
+    assert any(p.startswith("distill.method: 'tor_m' is not a valid choice (did you mean 'tor_mt'?)")
+               for p in probs)
+
+
+def test_contradictions():
+    probs = problems_of({"data": {"source": "sinusoid", "n_train": 32},
+                         "export": {"formats": ["onnx_fp32", "onnx_fp32", "pdf"]}})
+    assert any(p.startswith("teacher.arch: 'cnn_l' takes image inputs") for p in probs)
+    assert any(p.startswith("distill.arch: 'mobile_s' takes image inputs") for p in probs)
+    assert any(p.startswith("export.formats[2]: unknown format 'pdf'") for p in probs)
+    assert any("listed twice" in p for p in probs)
+    assert any(p.startswith("teacher.train.batch_size (128) exceeds data.n_train (32)") for p in probs)
+
+
+def test_all_problems_reported_together():
+    probs = problems_of({"bogus": 1, "data": {"n_val": -1}, "teacher": {"arch": "vgg"},
+                         "qat": {"freeze_bn_epoch": 3}})
+    assert len(probs) == 4  # unknown key, range, choice, and the contradiction alongside them
+    assert any(p.startswith("qat.freeze_bn_epoch (3) is after") for p in probs)
+
+
+def test_overrides_are_parsed_as_yaml():
+    cfg = load_config("smoke.yaml", ["distill.tor.k=2.5", "export.formats=[onnx_fp32]", "teacher.train.epochs=1"])
+    assert cfg.distill.tor.k == 2.5 and cfg.export.formats == ["onnx_fp32"] and cfg.teacher.train.epochs == 1
+
+
+def test_cli_user_errors_exit_2_with_one_line_each_and_write_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  nosie: 1\nteacher:\n  arch: vgg\n")
+    out = tmp_path / "runs"
+    r = subprocess.run([sys.executable, "-m", "pipeline", "run", str(bad), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+    r = subprocess.run([sys.executable, "-m", "pipeline", "validate", "no_such.yaml"], capture_output=True, text=True)
+    assert r.returncode == 2 and "no such config file or bundled preset" in r.stderr
+    bad.write_text("data: [unclosed\n")
+    r = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "not valid YAML" in r.stderr
