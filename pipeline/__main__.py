@@ -4,6 +4,7 @@ Commands:
   run CONFIG [key.path=value ...] [--out DIR] [--force STAGE] [--only STAGE]
   validate CONFIG [key.path=value ...]      check a config; print nothing else on success
   show-config CONFIG [key.path=value ...]   print the resolved config (every default filled in)
+  export RUN_DIR [--formats NAME ...] [--int8-io]   re-export a finished run (runs/<experiment>)
   presets                                   list the bundled presets
   init NAME [DEST]                          copy a bundled preset to edit
   ablate CONFIG [key.path=value ...] [--grid quick|full] [--methods ..] [--fractions ..] [--noise ..]
@@ -64,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("--noise", help="comma-separated Gaussian noise levels (default: the preset's)")
     ab.add_argument("--seeds", type=int, help="seeds per point (default: 3; quick: 2)")
     ab.add_argument("--jobs", type=int, default=2, help="parallel runs (threads are split between them)")
+    ex = sub.add_parser("export", help="(re)export a finished run's student: python -m pipeline export runs/NAME")
+    ex.add_argument("run_dir", help="a run folder, <out>/<experiment>, holding config.yaml")
+    ex.add_argument("--formats", nargs="+", help="format names (default: the run's export.formats)")
+    ex.add_argument("--int8-io", action="store_true", help="tflite_int8 with int8 input/output tensors")
     sub.add_parser("presets", help="list bundled presets")
     init = sub.add_parser("init", help="copy a bundled preset to edit")
     init.add_argument("name")
@@ -96,6 +101,32 @@ def _check_stages(names: list[str], flag: str) -> None:
     bad = [n for n in names if n not in known]
     if bad:
         raise ConfigError([f"{flag} {b}: unknown stage; use one of: {', '.join(known)}" for b in bad])
+
+
+def _export(args) -> int:
+    """Rerun only the export stage of an existing run, reusing its trained models."""
+    from pipeline.orchestrate import plan, run_pipeline
+
+    run_dir = Path(args.run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError([f"{run_dir}: not a run folder (no config.yaml); give <out>/<experiment> of a "
+                           "finished `python -m pipeline run`"])
+    overrides = []
+    if args.formats:
+        overrides.append(f"export.formats=[{','.join(args.formats)}]")
+    if args.int8_io:
+        overrides.append("export.int8_io=true")
+    cfg = load_config(str(config_file), overrides)
+    out = run_dir.parent
+    missing = [p.stage.name for p in plan(cfg, out) if p.stage.name in ("data", "teacher", "distill")
+               and not p.dir.is_complete()]
+    if missing:
+        raise ConfigError([f"{run_dir}: stage(s) {', '.join(missing)} are not complete; run "
+                           f"`python -m pipeline run {config_file}` first"])
+    result = run_pipeline(cfg, out, force={"export"}, only={"export"}, config_source=str(config_file))
+    _print_summary(result)
+    return EXIT_STAGE_FAILED if result.failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             print((root / "ablation.md").read_text())
             print(format_summary(result) + f"\nwrote {root / 'ablation.json'}")
             return 0
+        if args.command == "export":
+            return _export(args)
         cfg = load_config(args.config, args.overrides)
         if args.command == "validate":
             print(f"{args.config}: ok")
