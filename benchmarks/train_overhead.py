@@ -66,7 +66,7 @@ def main() -> None:
                      torch.randn(n, 3, generator=g) * 30)
     bare, ours = [], []
     for r in range(args.repeats + 1):  # the first round warms up allocators and kernels, not reported
-        for name, fn, sink in (("bare", bare_loop, bare), ("fit", pipeline_loop, ours)):
+        for fn, sink in ((bare_loop, bare), (pipeline_loop, ours)):
             torch.manual_seed(r)
             model = build_model(args.arch, STATS).to(memory_format=torch.channels_last)
             t = fn(model, data, args.steps, args.batch, dev)

@@ -4,7 +4,6 @@ single-output student (the chosen head) for QAT and export."""
 
 from __future__ import annotations
 
-import csv
 import logging
 
 import numpy as np
@@ -68,7 +67,7 @@ def flag_report(cfg: Config, data: Dataset, y_t: np.ndarray, path) -> dict:
     atomic_write_text(path, "\n".join(lines) + "\n")
     truth = data.outlier_mask("train")
     tp = int((flags & truth).sum())
-    return {"threshold": {n: (None if not np.isfinite(v) else round(float(v), 4)) for n, v in zip(names, e_out)},
+    return {"threshold": {n: (None if not np.isfinite(v) else round(float(v), 4)) for n, v in zip(names, e_out, strict=True)},
             "flagged_samples": int(flags.any(1).sum()), "flagged_elements": int(flags.sum()),
             "precision": round(tp / flags.sum(), 4) if flags.sum() else None,
             "recall": round(tp / truth.sum(), 4) if truth.sum() else None}

@@ -1,0 +1,152 @@
+"""Parity: run each artifact in its runtime on fixed inputs and compare with the torch model it came from.
+
+Why: a conversion can succeed and still compute something else (a dropped normalization, a layout
+mix-up, a wrong quantization parameter). Every artifact is checked on the same real test images
+against its source, in label units, against the formats table's tolerance.
+
+How: fp32/fp16 artifacts are compared with the float model; int8 artifacts with the PT2E-converted
+torch model (fake-quant float arithmetic), and its own distance to the float model is reported for
+information. Inputs are laid out (NCHW -> NHWC) and quantized as the artifact's meta says; int8
+outputs are dequantized with the meta's parameters, and the torch reference sees the same I/O
+quantization; the tolerance is then at least ``OUTPUT_STEPS_TOLERANCE`` steps of the output grid. A missing runtime gives status ``skipped`` with the reason. Used by ``export_all``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from exporters.formats import FORMATS, OUTPUT_STEPS_TOLERANCE, Format, missing_runtime, runner
+from exporters.qdq import dequantize_np, quantize_np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ParityResult:
+    """Outcome of one artifact's check; distances in label units over all samples and outputs."""
+
+    format: str
+    status: str  # "passed" | "failed" | "skipped"
+    reason: str = ""
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    tolerance: float | None = None
+    how: str = ""  # the runtime that produced the artifact's outputs
+    reference: str = ""  # which torch model the artifact is compared with
+    n_samples: int = 0
+    # int8 artifacts only, for information: the converted torch model and the artifact vs the float model.
+    int8_torch_vs_float_max_abs: float | None = None
+    int8_torch_vs_float_mean_abs: float | None = None
+    artifact_vs_float_max_abs: float | None = None
+    artifact_vs_float_mean_abs: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class ParityError(RuntimeError):
+    """One or more artifacts differ from their torch model by more than the tolerance."""
+
+    def __init__(self, failures: list[ParityResult], report: Path | None = None):
+        self.failures = failures
+        lines = [f"{r.format}: max |artifact - torch| = {r.max_abs:.4g} (mean {r.mean_abs:.3g}) exceeds the "
+                 f"tolerance {r.tolerance:g} label units ({r.how}; reference: {r.reference})"
+                 if r.max_abs is not None else f"{r.format}: {r.reason}" for r in failures]
+        where = f"; see {report}" if report else ""
+        super().__init__("parity check failed" + where + "\n  " + "\n  ".join(lines))
+
+
+@torch.no_grad()
+def torch_outputs(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """``model(x)`` as float32 numpy; one sample at a time when the graph only takes batch 1."""
+    try:
+        y = model(x)
+    except (RuntimeError, AssertionError) as exc:  # e.g. a converted graph with a batch-size guard
+        log.debug("batched torch call failed (%s); running one sample at a time", exc)
+        y = torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])])
+    return y.detach().float().cpu().numpy()
+
+
+def _q(entry: dict) -> tuple[float, int] | None:
+    q = entry.get("quantization")
+    return (float(q["scale"]), int(q["zero_point"])) if q else None
+
+
+def runtime_inputs(x: np.ndarray, meta: dict) -> np.ndarray:
+    """NCHW float inputs laid out and typed as the artifact expects."""
+    inp = meta["input"]
+    if x.ndim == 4 and inp["layout"] == "NHWC":
+        x = x.transpose(0, 2, 3, 1)
+    q = _q(inp)
+    return np.ascontiguousarray(quantize_np(x, *q, inp["dtype"]) if q else x.astype(np.float32))
+
+
+def runtime_outputs(y: np.ndarray, meta: dict) -> np.ndarray:
+    """Artifact outputs in label units (dequantized when the output is quantized)."""
+    q = _q(meta["outputs"][0])
+    y = dequantize_np(y, *q) if q else np.asarray(y, np.float32)
+    return y.reshape(y.shape[0], -1)
+
+
+def reference_outputs(model: nn.Module, x: np.ndarray, meta: dict) -> np.ndarray:
+    """The torch model's outputs with the artifact's I/O quantization applied to its input and output."""
+    in_q, out_q = _q(meta["input"]), _q(meta["outputs"][0])
+    if in_q:
+        x = dequantize_np(quantize_np(x, *in_q, meta["input"]["dtype"]), *in_q)
+    y = torch_outputs(model, torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+    if out_q:
+        y = dequantize_np(quantize_np(y, *out_q, meta["outputs"][0]["dtype"]), *out_q)
+    return y.reshape(y.shape[0], -1)
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    return float(d.max()), float(d.mean())
+
+
+def check_parity(fmt: Format | str, path: Path, meta: dict, inputs: torch.Tensor, float_model: nn.Module,
+                 int8_model: nn.Module | None = None, tolerance: float | None = None) -> ParityResult:
+    """Run the artifact at ``path`` on ``inputs`` (NCHW) and compare with its torch source."""
+    fmt = FORMATS[fmt] if isinstance(fmt, str) else fmt
+    tol = fmt.tolerance if tolerance is None else float(tolerance)
+    out_q = _q(meta["outputs"][0])
+    if out_q:  # both sides are rounded to the output grid: allow a few steps of it
+        tol = max(tol, OUTPUT_STEPS_TOLERANCE * out_q[0])
+    x = inputs.detach().float().cpu().numpy()
+    reason = missing_runtime(fmt)
+    if reason:
+        return ParityResult(fmt.name, "skipped", reason, tolerance=tol, n_samples=len(x))
+    reference, ref_name = (int8_model, "int8 (PT2E-converted) torch model") if fmt.needs_int8_model \
+        else (float_model, "float torch model")
+    if reference is None:
+        return ParityResult(fmt.name, "skipped", "no reference torch model", tolerance=tol, n_samples=len(x))
+    try:
+        raw, how = runner(fmt)(Path(path), runtime_inputs(x, meta))
+    except Exception as exc:  # the artifact does not load or run: a failure, reported with the error
+        log.exception("%s did not run in %s", fmt.name, fmt.runtime)
+        return ParityResult(fmt.name, "failed", f"runtime: {type(exc).__name__}: {str(exc)[:1000]}",
+                            tolerance=tol, reference=ref_name, n_samples=len(x))
+    got = runtime_outputs(raw, meta)
+    want = reference_outputs(reference, x, meta)
+    if got.shape != want.shape:
+        return ParityResult(fmt.name, "failed", f"output shape {got.shape} != torch {want.shape}", how=how,
+                            reference=ref_name, tolerance=tol, n_samples=len(x))
+    max_abs, mean_abs = _dist(got, want)
+    ok = bool(np.isfinite(max_abs) and max_abs <= tol)
+    result = ParityResult(fmt.name, "passed" if ok else "failed",
+                          "" if ok else f"max abs diff {max_abs:.4g} > tolerance {tol:g}",
+                          max_abs, mean_abs, tol, how, ref_name, len(x))
+    if fmt.needs_int8_model:
+        float_y = torch_outputs(float_model, torch.from_numpy(x)).reshape(len(x), -1)
+        result.int8_torch_vs_float_max_abs, result.int8_torch_vs_float_mean_abs = _dist(
+            torch_outputs(reference, torch.from_numpy(x)).reshape(len(x), -1), float_y)
+        result.artifact_vs_float_max_abs, result.artifact_vs_float_mean_abs = _dist(got, float_y)
+    log.info("%s parity %s: max %.3g mean %.3g (tol %g) via %s", fmt.name, result.status, max_abs, mean_abs,
+             tol, how)
+    return result
