@@ -51,8 +51,10 @@ def _check_embedded(fmt: Format, path: Path, meta: dict) -> tuple[str, list[str]
     """(how the embedded meta read back, problems); no problems when it is not readable here."""
     try:
         embedded = meta_reader(fmt)(path)
-    except Exception as exc:  # the reader's module may be absent or reject the file
+    except ImportError as exc:  # the reader's module is absent here: nothing to compare
         return f"could not be read back here ({type(exc).__name__}: {exc})", []
+    except Exception as exc:  # the reader rejected the file: its embedded metadata is broken
+        return "read back failed", [f"embedded metadata unreadable ({type(exc).__name__}: {exc})"]
     if embedded is None:
         return "not embedded / no reader available here", []
     problems = compare_meta(meta, embedded)

@@ -1,0 +1,74 @@
+"""End to end through the real CLI on smoke.yaml: every stage, artifacts, manifests, parity, summary;
+a second run is all cached; bad input exits 2 without writing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    first = cli("run", "smoke.yaml", "--out", str(out))
+    assert first.returncode == 0, first.stderr[-3000:]
+    return out, first
+
+
+def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
+    out, first = smoke_run
+    summary = json.loads((out / "smoke" / "summary.json").read_text())
+    stages = summary["stages"]
+    assert [s for s in stages] == ["data", "teacher", "distill", "qat", "export"]
+    assert all(s["status"] == "ran" for s in stages.values()), stages
+    for name, entry in stages.items():
+        manifest = json.loads((Path(entry["dir"]) / "manifest.json").read_text())
+        assert manifest["status"] == "complete" and manifest["stage"] == name
+        for rel in manifest["artifacts"].values():
+            assert (Path(entry["dir"]) / rel).exists(), rel
+    assert (Path(stages["data"]["dir"]) / "contact_sheet.png").stat().st_size > 10_000
+    t, d = stages["teacher"]["metrics"], stages["distill"]["metrics"]
+    assert set(t["test_mae_per_output"]) == {"yaw", "pitch", "roll"}
+    assert 0 < t["test_mae"] < 90 and 0 < d["test_mae"] < 90
+    assert d["macs"] * 20 <= t["macs"]
+    assert set(d["heads"]) == {"label", "teacher", "mean"}
+    assert d["flagger"]["recall"] is not None
+    q = stages["qat"]["metrics"]
+    assert q["quantization"]["weighted_ops_int8"] == q["quantization"]["weighted_ops"] > 0
+    assert not q["quantization"]["has_batchnorm"]
+    arts = stages["export"]["metrics"]["artifacts"]
+    assert set(arts) == {"onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_int8",
+                         "coreml_fp32", "coreml_fp16", "coreml_int8"}
+    for name, a in arts.items():
+        assert a["status"] == "verified", (name, a)
+        assert a["max_abs_diff"] <= a["tolerance"]
+    assert "summary:" in first.stdout
+
+
+def test_second_run_is_cached(smoke_run):
+    out, _ = smoke_run
+    again = cli("run", "smoke.yaml", "--out", str(out))
+    assert again.returncode == 0
+    summary = json.loads((out / "smoke" / "summary.json").read_text())
+    assert {s["status"] for s in summary["stages"].values()} == {"cached"}
+
+
+def test_bad_checkpoint_fails_the_stage_cleanly(smoke_run, tmp_path):
+    out, _ = smoke_run
+    summary = json.loads((out / "smoke" / "summary.json").read_text())
+    distill_dir = Path(summary["stages"]["distill"]["dir"])
+    (distill_dir / "student.pt").write_bytes(b"garbage")
+    r = cli("run", "smoke.yaml", "--out", str(out), "--force", "qat")
+    assert r.returncode == 1
+    s2 = json.loads((out / "smoke" / "summary.json").read_text())
+    assert s2["stages"]["qat"]["status"] == "failed" and s2["stages"]["export"]["status"] == "skipped"
+    assert not (Path(s2["stages"]["qat"]["dir"]) / "manifest.json").exists()
