@@ -83,6 +83,27 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+class ArtifactError(Exception):
+    """An upstream artifact is missing or unreadable; the message says which and how to rebuild it."""
+
+
+def load_checkpoint(path: Path, stage: str, map_location: Any = "cpu") -> dict:
+    """``torch.load`` of a stage's checkpoint with a one-line error naming the file and the fix."""
+    import torch
+
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{path} is missing; rebuild it with --force {stage}") from exc
+    except Exception as exc:
+        raise ArtifactError(f"{path} is not a readable checkpoint ({type(exc).__name__}); "
+                            f"rebuild it with --force {stage}") from exc
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ArtifactError(f"{path} is not a checkpoint written by this pipeline; rebuild it with --force {stage}")
+    return ckpt
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 

@@ -16,7 +16,7 @@ from pipeline.losses import METHODS, LossParams, Method, outlier_threshold, robu
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
 from pipeline.models.student import SingleOutput
-from pipeline.runs import StageContext, atomic_torch_save, atomic_write_text
+from pipeline.runs import StageContext, atomic_torch_save, load_checkpoint, atomic_write_text
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.stages.teacher import PREDICTIONS_FILE, load_teacher
@@ -39,7 +39,7 @@ def exported_head(cfg: Config) -> str:
 
 def load_student(stage_dir, device="cpu") -> SingleOutput:
     """The distilled student as the single-output module QAT and export consume."""
-    ckpt = torch.load(stage_dir / MODEL_FILE, map_location=device, weights_only=False)
+    ckpt = load_checkpoint(stage_dir / MODEL_FILE, "distill", device)
     student = build_model(ckpt["arch"], ckpt["stats"], ckpt["width_mult"])
     student.load_state_dict(ckpt["state_dict"])
     return SingleOutput(student, ckpt["head"]).to(device).eval()

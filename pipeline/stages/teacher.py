@@ -13,7 +13,7 @@ from pipeline.data.dataset import load_dataset
 from pipeline.evaluate import errors, mae
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
-from pipeline.runs import StageContext, atomic_torch_save, atomic_write_npz
+from pipeline.runs import StageContext, atomic_torch_save, load_checkpoint, atomic_write_npz
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.train import TrainData, fit, predict, to_model_input
@@ -29,7 +29,7 @@ def config_slice(cfg: Config) -> dict:
 
 
 def load_teacher(stage_dir, device) -> torch.nn.Module:
-    ckpt = torch.load(stage_dir / MODEL_FILE, map_location=device, weights_only=False)
+    ckpt = load_checkpoint(stage_dir / MODEL_FILE, "teacher", device)
     model = build_model(ckpt["arch"], ckpt["stats"], ckpt.get("width_mult", 1.0))
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval()
