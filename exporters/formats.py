@@ -46,6 +46,12 @@ TOLERANCES: dict[str, Tolerance] = {
                            "orders and integer requantization (fixed-point multipliers, rounding) flip values "
                            "lying on a rounding boundary by one step; a flip in the pooled features reaches the "
                            "output as 1-3 output steps of ~180/255 ~ 0.7 deg, so 2 deg ~ 3 steps"),
+    "int8_fp16": Tolerance(4.0, "int8 weights and activations with float16 arithmetic between them (CoreML's "
+                                "Neural-Engine-eligible form), compared with the PT2E torch model that computes "
+                                "in float32: fp16 rounding (2.4e-4 relative) moves many more pre-quantization "
+                                "values across a rounding boundary than integer kernels do; measured on the "
+                                "default student: mean 0.58 deg, max 1.98 deg over 32 images, so 4 deg (~6 "
+                                "output steps) bounds the max while a broken graph is off by tens of degrees"),
 }
 # An artifact with a quantized (int8) output is compared on that output's grid: its tolerance is at least
 # this many output steps (scale from the artifact's meta), whatever the table says.
@@ -93,23 +99,25 @@ class Format:
     layout: str  # image input layout in this artifact: "NCHW" | "NHWC"
     needs_int8_model: bool
     int8_io: bool = False  # can take int8 input/output tensors (ExportOptions.int8_io)
+    tolerance_key: str = ""  # a TOLERANCES row other than the precision's, when the arithmetic differs
 
     @property
     def tolerance(self) -> float:
-        return TOLERANCES[self.precision].max_abs
+        return TOLERANCES[self.tolerance_key or self.precision].max_abs
 
     @property
     def tolerance_why(self) -> str:
-        return TOLERANCES[self.precision].why
+        return TOLERANCES[self.tolerance_key or self.precision].why
 
     @property
     def family_row(self) -> Family:
         return FAMILIES[self.family]
 
 
-def _row(family: str, precision: str, suffix: str, runtime: str, layout: str, int8_io: bool = False) -> Format:
+def _row(family: str, precision: str, suffix: str, runtime: str, layout: str, int8_io: bool = False,
+         tolerance_key: str = "") -> Format:
     return Format(f"{family}_{precision}", family, precision, suffix, runtime, layout, precision == "int8",
-                  int8_io)
+                  int8_io, tolerance_key)
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in [
@@ -121,7 +129,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     # On macOS MLModel.predict verifies; on Linux exporters.coreml evaluates the MIL program itself.
     _row("coreml", "fp32", ".mlpackage", "coremltools", "NCHW"),
     _row("coreml", "fp16", ".mlpackage", "coremltools", "NCHW"),
-    _row("coreml", "int8", ".mlpackage", "coremltools", "NCHW"),
+    _row("coreml", "int8", ".mlpackage", "coremltools", "NCHW", tolerance_key="int8_fp16"),
 ]}
 
 

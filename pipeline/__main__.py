@@ -59,12 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("overrides", nargs="*", metavar="key.path=value")
     ab.add_argument("--out", default="runs")
     ab.add_argument("--grid", choices=["full", "quick"], default="full",
-                    help="quick: half the epochs and 2 seeds")
+                    help="quick: a third of the epochs and 2 seeds")
     ab.add_argument("--methods", help="comma-separated (default: all 7)")
     ab.add_argument("--fractions", help="comma-separated outlier fractions (default: 0,0.1,0.2,0.4)")
     ab.add_argument("--noise", help="comma-separated Gaussian noise levels (default: the preset's)")
     ab.add_argument("--seeds", type=int, help="seeds per point (default: 3; quick: 2)")
     ab.add_argument("--jobs", type=int, default=2, help="parallel runs (threads are split between them)")
+    ab.add_argument("--vary", metavar="KEY=v1,v2", help="also sweep one option for every method (a knob sweep)")
     ex = sub.add_parser("export", help="(re)export a finished run's student: python -m pipeline export runs/NAME")
     ex.add_argument("run_dir", help="a run folder, <out>/<experiment>, holding config.yaml")
     ex.add_argument("--formats", nargs="+", help="format names (default: the run's export.formats)")
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     for name in ("pipeline", "exporters", "benchmarks"):
         logging.getLogger(name).setLevel(logging.INFO)
+    # coremltools warns at import that its macOS-only runtime is missing; the Linux path does not need it.
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
     try:
         if args.command == "presets":
             for p in sorted(PRESETS_DIR.glob("*.yaml")):
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.ablate import format_summary, make_grid, run_ablation
 
             grid = make_grid(args.config, args.overrides, args.grid, args.methods, args.fractions, args.noise,
-                             args.seeds)
+                             args.seeds, args.vary)
             result = run_ablation(args.config, args.overrides, Path(args.out), grid, args.jobs)
             root = Path(args.out) / f"{load_config(args.config, args.overrides).experiment}_ablation"
             print((root / "ablation.md").read_text())

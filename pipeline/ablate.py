@@ -2,11 +2,13 @@
 
     python -m pipeline ablate face_pose.yaml [key=value ...] [--grid quick|full] [--out DIR]
         [--methods a,b] [--fractions 0,0.1] [--noise 0,2,5] [--seeds 3] [--jobs 2]
+        [--vary distill.tor.threshold=chauvenet,mad_k]
 
 Every grid point is an ordinary pipeline run (stages data -> teacher -> distill) of the preset with
 ``data.noise.std``, ``data.noise.outlier_fraction``, ``distill.method`` and ``distill.train.seed``
 overridden, so data and teachers are built once per noise setting and reused by every method and
-seed (the seed varies the student's initialization and batch order). Phase 1 builds the data and
+seed (the seed varies the student's initialization and batch order). ``--vary KEY=v1,v2`` crosses
+every method with values of one more option (a knob sweep); each combination is a row "variant". Phase 1 builds the data and
 teachers, phase 2 the students; each phase runs ``--jobs`` processes of ``threads / jobs`` threads.
 
 Writes ``<out>/<experiment>_ablation/``: ``ablation.json`` (one row per run), ``ablation.md``
@@ -39,22 +41,32 @@ DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.4)
 
 
 @dataclass(frozen=True)
+class Variant:
+    label: str  # the row name in tables and plots
+    method: str
+    overrides: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Grid:
-    methods: tuple[str, ...]
+    variants: tuple[Variant, ...]
     fractions: tuple[float, ...]
     noise: tuple[float, ...]
     seeds: tuple[int, ...]
     overrides: tuple[str, ...]  # extra overrides that define the grid (quick: fewer epochs)
 
 
+QUICK_EPOCH_DIVISOR = 3
+
+
 def quick_overrides(cfg) -> tuple[str, ...]:
-    """`--grid quick`: about half the epochs of every training stage."""
-    return (f"teacher.train.epochs={max(1, cfg.teacher.train.epochs // 2)}",
-            f"distill.train.epochs={max(1, cfg.distill.train.epochs // 2)}")
+    """`--grid quick`: a third of the teacher's and the student's epochs (and 2 seeds)."""
+    return (f"teacher.train.epochs={max(1, cfg.teacher.train.epochs // QUICK_EPOCH_DIVISOR)}",
+            f"distill.train.epochs={max(1, cfg.distill.train.epochs // QUICK_EPOCH_DIVISOR)}")
 
 
 def make_grid(config: str, overrides: list[str], grid: str, methods: str | None, fractions: str | None,
-              noise: str | None, seeds: int | None) -> Grid:
+              noise: str | None, seeds: int | None, vary: str | None = None) -> Grid:
     cfg = load_config(config, overrides)
     problems = []
     ms = tuple(methods.split(",")) if methods else tuple(METHODS)
@@ -73,16 +85,30 @@ def make_grid(config: str, overrides: list[str], grid: str, methods: str | None,
     n_seeds = seeds if seeds is not None else (2 if grid == "quick" else 3)
     if n_seeds < 1:
         problems.append(f"--seeds {n_seeds}: need at least 1")
+    variants = [Variant(m, m, ()) for m in ms]
+    if vary:
+        key, _, values = vary.partition("=")
+        if not values:
+            problems.append(f"--vary {vary}: write KEY=v1,v2 (e.g. distill.tor.threshold=chauvenet,mad_k)")
+        else:
+            variants = [Variant(f"{m} {key.rsplit('.', 1)[-1]}={v}", m, (f"{key}={v}",))
+                        for m in ms for v in values.split(",")]
+            for v in variants:  # every combination must be a valid config
+                try:
+                    load_config(config, overrides + list(v.overrides))
+                except ConfigError as exc:
+                    problems += [f"--vary: {p}" for p in exc.problems]
+                    break
     if problems:
         raise ConfigError(problems)
     extra = quick_overrides(cfg) if grid == "quick" else ()
-    return Grid(ms, fr, nz, tuple(range(n_seeds)), extra)
+    return Grid(tuple(variants), fr, nz, tuple(range(n_seeds)), extra)
 
 
-def point_overrides(noise: float, fraction: float, method: str | None, seed: int | None) -> list[str]:
+def point_overrides(noise: float, fraction: float, variant: Variant | None, seed: int | None) -> list[str]:
     out = [f"data.noise.std={noise}", f"data.noise.outlier_fraction={fraction}"]
-    if method is not None:
-        out += [f"distill.method={method}", f"distill.train.seed={seed}"]
+    if variant is not None:
+        out += [f"distill.method={variant.method}", f"distill.train.seed={seed}", *variant.overrides]
     return out
 
 
@@ -114,7 +140,7 @@ def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs:
     teachers: dict[tuple[float, float], dict] = {}
     rows = []
     settings = list(itertools.product(grid.noise, grid.fractions))
-    points = list(itertools.product(grid.noise, grid.fractions, grid.methods, grid.seeds))
+    points = list(itertools.product(grid.noise, grid.fractions, grid.variants, grid.seeds))
     with ProcessPoolExecutor(jobs, mp_context=ctx) as pool, \
             tqdm(total=len(settings) + len(points), desc="ablation", dynamic_ncols=True) as bar:
         futs = {pool.submit(_run_point, config, common + point_overrides(n, f, None, None), str(out), threads,
@@ -125,23 +151,24 @@ def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs:
         futs = {pool.submit(_run_point, config, common + point_overrides(n, f, m, s), str(out), threads,
                             "distill"): (n, f, m, s) for n, f, m, s in points}
         for fut in as_completed(futs):
-            n, f, m, s = futs[fut]
+            n, f, v, s = futs[fut]
+            m = v.method
             d = fut.result()["distill"]
-            flag = d["flagger"] if METHODS[m].uses_teacher and m.startswith("tor") else {}
-            rows.append({"method": m, "outlier_fraction": f, "noise_std": n, "seed": s,
+            flag = d["flagger"] if m.startswith("tor") else {}
+            rows.append({"method": m, "variant": v.label, "outlier_fraction": f, "noise_std": n, "seed": s,
                          "test_mae": d["test_mae"], "test_mae_per_output": d["test_mae_per_output"],
                          "val_mae": d["val_mae"], "heads_val_mae": d.get("heads_val_mae"),
                          "heads_test_mae": {h: v["test_mae"] for h, v in d["heads"].items()},
                          "teacher_test_mae": teachers[(n, f)]["test_mae"],
                          "flagger_precision": flag.get("precision"), "flagger_recall": flag.get("recall")})
             bar.update()
-            bar.set_postfix_str(f"{m} f={f} seed={s}: {d['test_mae']:.3f}")
-    rows.sort(key=lambda r: (r["noise_std"], r["outlier_fraction"], list(grid.methods).index(r["method"]),
-                             r["seed"]))
+            bar.set_postfix_str(f"{v.label} f={f} seed={s}: {d['test_mae']:.3f}")
+    labels = [v.label for v in grid.variants]
+    rows.sort(key=lambda r: (r["noise_std"], r["outlier_fraction"], labels.index(r["variant"]), r["seed"]))
     wall = time.perf_counter() - t0
     root = Path(out) / experiment
     result = {"config": config, "overrides": common, "jobs": jobs, "threads_per_job": threads,
-              "wall_seconds": round(wall, 1), "grid": {"methods": grid.methods, "fractions": grid.fractions,
+              "wall_seconds": round(wall, 1), "grid": {"variants": labels, "fractions": grid.fractions,
                                                          "noise": grid.noise, "seeds": grid.seeds},
               "rows": rows}
     atomic_write_json(root / "ablation.json", result)
@@ -163,10 +190,11 @@ def markdown_table(rows: list[dict], grid: Grid) -> str:
         cols = list(itertools.product(grid.noise, grid.fractions))
         lines.append("| method | " + " | ".join(f"noise {n:g}, outliers {f:g}" for n, f in cols) + " |")
         lines.append("|---" * (len(cols) + 1) + "|")
-        for m in grid.methods:
+        for v in grid.variants:
+            m = v.label
             cells = []
             for n, f in cols:
-                sel = [r for r in rows if r["method"] == m and r["noise_std"] == n and r["outlier_fraction"] == f]
+                sel = [r for r in rows if r["variant"] == m and r["noise_std"] == n and r["outlier_fraction"] == f]
                 cells.append("{:.3f} ± {:.3f}".format(*_agg(sel, metric)) if sel else "-")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         teach = []
@@ -187,15 +215,16 @@ def plot(rows: list[dict], grid: Grid, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(grid.noise), figsize=(6 * len(grid.noise), 4.5), squeeze=False)
     for ax, n in zip(axes[0], grid.noise, strict=True):
-        for m in grid.methods:
+        for v in grid.variants:
+            m = v.label
             means, stds = [], []
             for f in grid.fractions:
-                sel = [r for r in rows if r["method"] == m and r["noise_std"] == n and r["outlier_fraction"] == f]
+                sel = [r for r in rows if r["variant"] == m and r["noise_std"] == n and r["outlier_fraction"] == f]
                 mu, sd = _agg(sel, "test_mae") if sel else (np.nan, np.nan)
                 means.append(mu)
                 stds.append(sd)
             ax.errorbar(grid.fractions, means, yerr=stds, marker="o", capsize=3, label=m,
-                        linewidth=2.5 if m == "tor_mt" else 1.2)
+                        linewidth=2.5 if v.method == "tor_mt" else 1.2)
         ax.set_xlabel("outlier fraction")
         ax.set_ylabel("clean-test MAE")
         ax.set_title(f"Gaussian noise {n:g}")

@@ -91,6 +91,10 @@ class TrainConfig:
 class TeacherConfig:
     arch: TeacherArch = _f(
         "cnn_l", "teacher network (pipeline.models.MODELS): cnn_* for images, mlp_* for vectors")
+    loss: Literal["l1", "l2", "huber"] = _f(
+        "l1", "loss on the noisy labels. l2 learns the conditional mean, which gross outliers drag "
+              "toward the label range's centre; l1 learns the median, which they barely move")
+    huber_delta: float = _f(5.0, "huber: delta in label units", min=0)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

@@ -85,8 +85,14 @@ def _check_scalar(value: Any, tp: Any, path: str, meta: dict, problems: list[str
     return value
 
 
-def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
-    """Build dataclass ``cls`` from ``raw`` (a mapping), starting from its defaults."""
+def build(cls: type, raw: Any, path: str, problems: list[str], base: Any = None) -> Any:
+    """Build dataclass ``cls`` from ``raw`` (a mapping) on top of ``base``, the defaults in force there.
+
+    ``base`` matters for nested sections: ``distill.train`` defaults to the distill section's own
+    TrainConfig (its epochs, lr, ...), not to TrainConfig's class defaults, so setting one key of it
+    keeps the section's other defaults.
+    """
+    base = base if base is not None else cls()
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if raw is None:
@@ -94,7 +100,7 @@ def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
     if not isinstance(raw, dict):
         problems.append(f"{path or '<root>'}: expected a mapping of keys, got {raw!r}; "
                         "indent its keys under it")
-        return cls()
+        return base
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         key_path = f"{path}.{key}" if path else str(key)
@@ -106,10 +112,10 @@ def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
             continue
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = build(tp, value, key_path, problems)
+            kwargs[key] = build(tp, value, key_path, problems, getattr(base, key))
         else:
             kwargs[key] = _check_scalar(value, tp, key_path, dict(fields[key].metadata), problems)
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs)
 
 
 def defaults_of(cls: type) -> None:

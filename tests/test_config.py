@@ -86,3 +86,11 @@ def test_cli_user_errors_exit_2_with_one_line_each_and_write_nothing(tmp_path):
     bad.write_text("data: [unclosed\n")
     r = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "not valid YAML" in r.stderr
+
+
+def test_setting_one_nested_key_keeps_the_sections_other_defaults():
+    cfg = load_config("face_pose.yaml", ["distill.train.epochs=2", "qat.train.epochs=1"])
+    default = load_config("face_pose.yaml")
+    assert cfg.distill.train.epochs == 2 and cfg.qat.train.epochs == 1
+    assert cfg.distill.train.lr == default.distill.train.lr != default.teacher.train.lr
+    assert cfg.distill.train.augment is False and cfg.qat.train.lr == default.qat.train.lr

@@ -71,4 +71,5 @@ def test_bad_checkpoint_fails_the_stage_cleanly(smoke_run, tmp_path):
     assert r.returncode == 1
     s2 = json.loads((out / "smoke" / "summary.json").read_text())
     assert s2["stages"]["qat"]["status"] == "failed" and s2["stages"]["export"]["status"] == "skipped"
+    assert "student.pt is not a readable checkpoint" in s2["stages"]["qat"]["reason"]
     assert not (Path(s2["stages"]["qat"]["dir"]) / "manifest.json").exists()

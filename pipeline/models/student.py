@@ -71,21 +71,45 @@ def mlp_backbone(in_dim: int, width: int, depth: int, norm: Affine) -> tuple[nn.
     return nn.Sequential(*layers), d
 
 
+def select_head(outputs: tuple[torch.Tensor, torch.Tensor], head: str) -> torch.Tensor:
+    """One head's answer from a two-headed forward: ``label``, ``teacher`` or their ``mean``."""
+    label, teacher = outputs
+    return {"label": label, "teacher": teacher}[head] if head != "mean" else 0.5 * (label + teacher)
+
+
 class SingleOutput(nn.Module):
-    """The deployable student: one output tensor (N, D) in label units from the chosen head."""
+    """The deployable student: backbone -> Linear -> ReLU -> Linear, one output (N, D) in label units.
+
+    Built from a trained two-headed student with the chosen head's weights copied, and the label
+    scaling (``z * scale + offset``) folded into the last Linear. Folding matters for int8: a separate
+    quantized multiply by the label scale (tens of degrees) would amplify every one-step rounding flip
+    of the standardized output; folded, the output is quantized once, in degrees. ``mean`` stacks both
+    heads side by side (hidden units concatenated) and averages them in the last Linear.
+    """
 
     def __init__(self, student: TwoHeadStudent, head: str):
         super().__init__()
         if head not in ("teacher", "label", "mean"):
             raise ValueError(f"unknown head {head!r}")
-        self.student = student
-        self.head = head
+        self.head_name = head
+        self.backbone = student.backbone
+        heads = {"label": [student.label_head], "teacher": [student.teacher_head],
+                 "mean": [student.label_head, student.teacher_head]}[head]
+        firsts = [h.net[0] for h in heads]
+        lasts = [h.net[2] for h in heads]
+        first = nn.Linear(firsts[0].in_features, sum(f.out_features for f in firsts))
+        last = nn.Linear(first.out_features, lasts[0].out_features)
+        scale = student.scale.scale.view(-1, 1)
+        with torch.no_grad():
+            first.weight.copy_(torch.cat([f.weight for f in firsts]))
+            first.bias.copy_(torch.cat([f.bias for f in firsts]))
+            last.weight.copy_(torch.cat([lin.weight for lin in lasts], dim=1) * scale / len(heads))
+            last.bias.copy_(sum(lin.bias for lin in lasts) / len(heads) * scale.view(-1)
+                            + student.scale.offset.view(-1))
+        self.head = nn.Sequential(first, nn.ReLU(), last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.student.features(x)
-        if self.head == "label":
-            return self.student.scale(self.student.label_head(z))
-        if self.head == "teacher":
-            return self.student.scale(self.student.teacher_head(z))
-        # Average before scaling: same result, one fewer op in the exported graph.
-        return self.student.scale(0.5 * (self.student.label_head(z) + self.student.teacher_head(z)))
+        z = self.backbone(x)
+        if z.dim() == 4:
+            z = z.mean(dim=(2, 3))
+        return self.head(z)

@@ -15,8 +15,8 @@ from pipeline.evaluate import errors, mae
 from pipeline.losses import METHODS, LossParams, Method, outlier_threshold, robust_sigma
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
-from pipeline.models.student import SingleOutput
-from pipeline.runs import StageContext, atomic_torch_save, load_checkpoint, atomic_write_text
+from pipeline.models.student import SingleOutput, select_head
+from pipeline.runs import StageContext, atomic_torch_save, atomic_write_text, load_checkpoint
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.stages.teacher import PREDICTIONS_FILE, load_teacher
@@ -115,14 +115,14 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
                       extras={"y_t": torch.from_numpy(y_t_train)},
                       mirror_signs=torch.tensor(mirror) if mirror else None)
     head = exported_head(cfg)
-    single = SingleOutput(student, head)
 
     step = distill_step(method, params, teacher, tied_heads=False)
 
     val_x, val_y = torch.from_numpy(data.x("val")), data.y("val")
 
     def val_fn(model):  # model selection on the noisy validation split, never on clean labels
-        return {"val_mae": mae(predict(single, val_x, dev), val_y)}
+        both = predict(model, val_x, dev)
+        return {"val_mae": mae(select_head((both[0], both[1]), head), val_y)}
 
     log.info("student %s x%.2f (%d params, %.2fM MACs = 1/%.0f of the teacher), method %s, on %s",
              d.arch, d.width_mult, n_params, macs / 1e6, teacher_macs / macs, d.method, dev.describe())
@@ -131,7 +131,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     names = data.output_names
     test_x, test_y = torch.from_numpy(data.x("test")), data.y("test")
     heads = predict(student, test_x, dev)  # (2, N, D): label head, teacher head
-    by_head = {"label": heads[0], "teacher": heads[1], "mean": heads.mean(0)}
+    by_head = {h: select_head((heads[0], heads[1]), h) for h in ("label", "teacher", "mean")}
     val_heads = predict(student, val_x, dev)
     heads_val_mae = {"label": mae(val_heads[0], val_y), "teacher": mae(val_heads[1], val_y),
                      "mean": mae(val_heads.mean(0), val_y)}

@@ -13,7 +13,7 @@ from pipeline.data.dataset import load_dataset
 from pipeline.evaluate import errors, mae
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
-from pipeline.runs import StageContext, atomic_torch_save, load_checkpoint, atomic_write_npz
+from pipeline.runs import StageContext, atomic_torch_save, atomic_write_npz, load_checkpoint
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.train import TrainData, fit, predict, to_model_input
@@ -40,6 +40,21 @@ def l2_step(model, batch):
     return {"loss": ((pred.float() - batch["y"]) ** 2).mean()}
 
 
+def l1_step(model, batch):
+    return {"loss": (model(batch["x"]).float() - batch["y"]).abs().mean()}
+
+
+def teacher_step(cfg: Config):
+    """The teacher's training step for ``teacher.loss``."""
+    if cfg.teacher.loss == "l2":
+        return l2_step
+    if cfg.teacher.loss == "l1":
+        return l1_step
+    delta = cfg.teacher.huber_delta
+    return lambda model, batch: {"loss": torch.nn.functional.huber_loss(model(batch["x"]).float(), batch["y"],
+                                                                        delta=delta)}
+
+
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
     data = load_dataset(ctx.upstream["data"].path)
     dev = ctx.extras["device"]
@@ -59,7 +74,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
 
     log.info("teacher %s: %.2fM params, %.1fM MACs, on %s", cfg.teacher.arch, params / 1e6, macs / 1e6,
              dev.describe())
-    result = fit(model, l2_step, train, val_fn, cfg.teacher.train, dev, ctx.dir, desc="teacher")
+    result = fit(model, teacher_step(cfg), train, val_fn, cfg.teacher.train, dev, ctx.dir, desc="teacher")
     names = data.output_names
     preds = {s: predict(model, torch.from_numpy(data.x(s)), dev) for s in ("train", "val", "test")}
     metrics = {**errors(preds["test"], data.y("test"), names), "val_mae": round(result.best_metric, 4),

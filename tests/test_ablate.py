@@ -1,0 +1,44 @@
+"""The ablation through the CLI on a tiny sinusoid grid: rows, table values, reuse of data and teachers."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_SINUSOID
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_ablation_grid(tmp_path):
+    args = [sys.executable, "-m", "pipeline", "ablate", "sinusoid", *TINY_SINUSOID, "--out", str(tmp_path),
+            "--methods", "scratch_l2,tor_mt", "--fractions", "0,0.2", "--seeds", "2", "--jobs", "2"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    root = tmp_path / "sinusoid_ablation"
+    result = json.loads((root / "ablation.json").read_text())
+    rows = result["rows"]
+    assert len(rows) == 2 * 2 * 2
+    assert {(x["method"], x["outlier_fraction"], x["seed"]) for x in rows} == {
+        (m, f, s) for m in ("scratch_l2", "tor_mt") for f in (0.0, 0.2) for s in (0, 1)}
+    for x in rows:
+        assert set(x) >= {"method", "outlier_fraction", "noise_std", "seed", "test_mae", "test_mae_per_output",
+                          "flagger_precision", "flagger_recall"}
+        assert x["test_mae"] > 0 and set(x["test_mae_per_output"]) == {"y"}
+        # the flagger is scored for the TOR methods only, and only where outliers exist
+        assert (x["flagger_recall"] is not None) == (x["method"] == "tor_mt" and x["outlier_fraction"] > 0)
+    # one data and one teacher folder per outlier fraction, shared by both methods and seeds
+    assert len(list(root.glob("teacher-*"))) == 2 and len(list(root.glob("data-*"))) == 2
+    assert len(list(root.glob("distill-*"))) == 8
+    table = (root / "ablation.md").read_text()
+    sel = [x["test_mae"] for x in rows if x["method"] == "tor_mt" and x["outlier_fraction"] == 0.2]
+    expected = f"{np.mean(sel):.3f} ± {np.std(sel):.3f}"
+    tor_line = next(line for line in table.splitlines() if line.startswith("| tor_mt |"))
+    assert expected in tor_line
+    assert (root / "ablation.png").stat().st_size > 5000
+    # bad grid arguments are user errors
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "ablate", "sinusoid", "--methods", "tor_mtt"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown method" in bad.stderr
