@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("overrides", nargs="*", metavar="key.path=value")
     ab.add_argument("--out", default="runs")
     ab.add_argument("--grid", choices=["full", "quick"], default="full",
-                    help="quick: a third of the epochs and 2 seeds")
+                    help="quick: fewer epochs (teacher / 3, student / 8) and 2 seeds")
     ab.add_argument("--methods", help="comma-separated (default: all 7)")
     ab.add_argument("--fractions", help="comma-separated outlier fractions (default: 0,0.1,0.2,0.4)")
     ab.add_argument("--noise", help="comma-separated Gaussian noise levels (default: the preset's)")

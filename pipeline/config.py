@@ -133,7 +133,7 @@ class DistillConfig:
     inference_head: Literal["teacher", "label", "mean"] = _f(
         "teacher", "which head the exported single-output student answers with (two-headed methods)")
     # No augmentation by default: the teacher's predictions are then computed once and cached.
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, lr=5e-3, weight_decay=5e-5,
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, lr=5e-3, weight_decay=5e-5,
                                                                    augment=False))
 
 
