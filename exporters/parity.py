@@ -138,9 +138,14 @@ def check_parity(fmt: Format | str, path: Path, meta: dict, inputs: torch.Tensor
         return ParityResult(fmt.name, "failed", f"output shape {got.shape} != torch {want.shape}", how=how,
                             reference=ref_name, tolerance=tol, n_samples=len(x))
     max_abs, mean_abs = _dist(got, want)
-    ok = bool(np.isfinite(max_abs) and max_abs <= tol)
-    result = ParityResult(fmt.name, "passed" if ok else "failed",
-                          "" if ok else f"max abs diff {max_abs:.4g} > tolerance {tol:g}",
+    mean_tol = fmt.mean_tolerance
+    problems = []
+    if not (np.isfinite(max_abs) and max_abs <= tol):
+        problems.append(f"max abs diff {max_abs:.4g} > tolerance {tol:g}")
+    if mean_tol is not None and not mean_abs <= mean_tol:
+        problems.append(f"mean abs diff {mean_abs:.4g} > mean tolerance {mean_tol:g}")
+    ok = not problems
+    result = ParityResult(fmt.name, "passed" if ok else "failed", "; ".join(problems),
                           max_abs, mean_abs, tol, how, ref_name, len(x))
     if fmt.needs_int8_model:
         float_y = torch_outputs(float_model, torch.from_numpy(x)).reshape(len(x), -1)
