@@ -19,7 +19,7 @@ import yaml
 
 from pipeline.config import Config
 from pipeline.device import resolve_device
-from pipeline.runs import StageContext, StageDir, atomic_write_json, atomic_write_text, stage_hash
+from pipeline.runs import StageContext, StageDir, atomic_write_json, atomic_write_text, dir_size, stage_hash
 from pipeline.schema import to_dict
 from pipeline.stages import STAGES, Stage
 from pipeline.stages.base import StageSkipped
@@ -134,8 +134,7 @@ def run_pipeline(cfg: Config, out: Path, force: set[str] | None = None, only: se
 def _run_one(cfg: Config, p: PlannedStage, dirs: dict[str, StageDir], dev, entry: dict) -> None:
     name, sd = p.stage.name, p.dir
     sd.begin(p.slice)
-    ctx = StageContext(sd.path, {n: dirs[n] for n in p.stage.needs}, dev.device, dev.is_writer,
-                       extras={"device": dev, "config": cfg})
+    ctx = StageContext(sd.path, {n: dirs[n] for n in p.stage.needs}, dev)
     started = time.time()
     with _StageLog(sd.path / "stage.log"):
         log.info("%s: start -> %s", name, sd.path)
@@ -151,7 +150,7 @@ def _run_one(cfg: Config, p: PlannedStage, dirs: dict[str, StageDir], dev, entry
             log.error("%s: failed: %s\n%s", name, exc, traceback.format_exc())
             return
         manifest = sd.complete(out.metrics, out.artifacts, {n: dirs[n].hash for n in p.stage.needs}, started)
-        size = sum((sd.path / a).stat().st_size for a in out.artifacts.values() if (sd.path / a).is_file())
+        size = sum(dir_size(sd.path / a) for a in out.artifacts.values() if (sd.path / a).exists())
         log.info("%s: done in %.1fs -> %s (%.1f MB of artifacts)", name, manifest["duration_s"], sd.path,
                  size / 1e6)
     entry.update(status="ran", metrics=out.metrics, duration_s=manifest["duration_s"])

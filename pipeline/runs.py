@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,13 +150,16 @@ class StageDir:
 
 @dataclass
 class StageContext:
-    """What a stage's ``run`` gets: its own folder, its upstream stages' folders, the device."""
+    """What a stage's ``run`` gets: its own folder, its upstream stages' folders, the device
+    (a ``pipeline.device.DeviceInfo``; its ``is_writer`` says whether this process writes artifacts)."""
 
     dir: Path
     upstream: dict[str, StageDir]
     device: Any
-    is_writer: bool = True
-    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_writer(self) -> bool:
+        return self.device.is_writer
 
     def upstream_manifest(self, stage: str) -> dict:
         m = self.upstream[stage].manifest()

@@ -48,7 +48,7 @@ class TrainData:
 
 
 def to_model_input(x: torch.Tensor, dev: DeviceInfo) -> torch.Tensor:
-    """uint8 NHWC images -> float NCHW in [0, 1] on the device (channels_last on CUDA); vectors as is."""
+    """uint8 NHWC images -> float NCHW in [0, 1] on the device, channels_last in memory; vectors as is."""
     x = x.to(dev.device, non_blocking=True)
     if x.dtype == torch.uint8:
         x = x.permute(0, 3, 1, 2).float().div_(255.0)

@@ -90,13 +90,13 @@ def distill_step(method: Method, params: LossParams, teacher: torch.nn.Module | 
 
 
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
-    dev = ctx.extras["device"]
+    dev = ctx.device
     d = cfg.distill
     method = METHODS[d.method]
     data = load_dataset(ctx.upstream["data"].path)
     teacher_dir = ctx.upstream["teacher"].path
     with np.load(teacher_dir / PREDICTIONS_FILE) as z:
-        y_t_train = z["train"]
+        y_t_train, y_t_val = z["train"], z["val"]
     flagger = flag_report(cfg, data, y_t_train, ctx.dir / FLAGGED_FILE)
     threshold = tuple(float(v) for v in dataset_threshold(cfg, data.y("train") - y_t_train))
     params = LossParams.from_config(d, threshold)
@@ -137,8 +137,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     # The same on validation samples the teacher does not flag: gross label errors add a large, nearly
     # constant term to the plain figure that hides differences between heads and knobs. Still no clean
     # labels: only the noisy labels and the teacher's threshold are used.
-    with np.load(teacher_dir / PREDICTIONS_FILE) as z:
-        keep = (np.abs(val_y - z["val"]) <= np.asarray(threshold)).all(1)
+    keep = (np.abs(val_y - y_t_val) <= np.asarray(threshold)).all(1)
     heads_val_mae_unflagged = {h: float(np.abs(select_head((val_heads[0], val_heads[1]), h)[keep]
                                                - val_y[keep]).mean()) for h in by_head}
     metrics = {**errors(by_head[head], test_y, names), "head": head, "method": d.method,

@@ -34,7 +34,7 @@ def config_slice(cfg: Config) -> dict:
 
 
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
-    dev = ctx.extras["device"]
+    dev = ctx.device
     data = load_dataset(ctx.upstream["data"].path)
     float_model = load_student(ctx.upstream["distill"].path, "cpu")
     qat_dir = ctx.upstream["qat"]

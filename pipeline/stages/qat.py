@@ -56,7 +56,7 @@ def _calibration_batches(x: np.ndarray, n_batches: int, batch_size: int, dev) ->
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
     if not cfg.qat.enabled:
         raise StageSkipped("qat.enabled is false")
-    dev = ctx.extras["device"]
+    dev = ctx.device
     q = cfg.qat
     data = load_dataset(ctx.upstream["data"].path)
     names = data.output_names

@@ -57,7 +57,7 @@ def teacher_step(cfg: Config):
 
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
     data = load_dataset(ctx.upstream["data"].path)
-    dev = ctx.extras["device"]
+    dev = ctx.device
     torch.manual_seed(cfg.teacher.train.seed)
     model = build_model(cfg.teacher.arch, data.stats).to(dev.device)
     example = to_model_input(torch.from_numpy(data.x("test")[:1]), dev)
