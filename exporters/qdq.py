@@ -39,13 +39,11 @@ def is_quantized(model: nn.Module) -> bool:
 
 def eval_copy(model: nn.Module) -> nn.Module:
     """A copy in inference mode. Exported graphs refuse ``.eval()``; torchao switches their BN/dropout ops."""
-    model = copy.deepcopy(model)
-    try:
-        return model.eval()
-    except NotImplementedError:
-        from torchao.quantization.pt2e import move_exported_model_to_eval
+    from pipeline.quant import set_train_mode
 
-        return move_exported_model_to_eval(model)
+    model = copy.deepcopy(model)
+    set_train_mode(model, False)
+    return model
 
 
 def fold_weights(model: fx.GraphModule) -> fx.GraphModule:

@@ -157,7 +157,7 @@ def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs:
             n, f, v, s = futs[fut]
             m = v.method
             d = fut.result()["distill"]
-            flag = d["flagger"] if m.startswith("tor") else {}
+            flag = d["flagger"] if METHODS[m].rejects_outliers else {}
             rows.append({"method": m, "variant": v.label, "outlier_fraction": f, "noise_std": n, "seed": s,
                          "test_mae": d["test_mae"], "test_mae_per_output": d["test_mae_per_output"],
                          "val_mae": d["val_mae"], "val_mae_unflagged": d["val_mae_unflagged"],

@@ -22,7 +22,7 @@ from pipeline.data.sources import SOURCES
 from pipeline.data.synthetic_faces import SyntheticFacesConfig
 from pipeline.losses import METHODS
 from pipeline.models import MODELS
-from pipeline.schema import ConfigError, apply_overrides, build, defaults_of
+from pipeline.schema import ConfigError, apply_overrides, build, defaults_of, option
 
 # Choices come from the implementation tables, so a new row is usable without touching the schema.
 SourceName = Literal[tuple(SOURCES)]
@@ -36,34 +36,27 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 SCHEMA_VERSION = 1
 
 
-def _f(default, help: str, **bounds):
-    """A schema field: default, help text and optional min/max bounds, in one place."""
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **bounds})
-    return field(default=default, metadata={"help": help, **bounds})
-
-
 @dataclass
 class NoiseConfig:
     """Label noise injected into the train and validation splits (test labels stay clean)."""
 
-    std: float = _f(3.0, "Gaussian annotation noise, standard deviation in label units (degrees)", min=0, max=90)
-    outlier_fraction: float = _f(0.2, "fraction of samples whose label is a gross error", min=0, max=0.9)
-    outlier_mode: Literal["uniform", "offset"] = _f(
+    std: float = option(3.0, "Gaussian annotation noise, standard deviation in label units (degrees)", min=0, max=90)
+    outlier_fraction: float = option(0.2, "fraction of samples whose label is a gross error", min=0, max=0.9)
+    outlier_mode: Literal["uniform", "offset"] = option(
         "uniform", "uniform: the label is redrawn uniformly over the label range; "
         "offset: each output is shifted by a random sign times U(offset_min, offset_max)")
-    offset_min: float = _f(20.0, "smallest outlier shift for outlier_mode=offset (label units)", min=0)
-    offset_max: float = _f(60.0, "largest outlier shift for outlier_mode=offset (label units)", min=0)
+    offset_min: float = option(20.0, "smallest outlier shift for outlier_mode=offset (label units)", min=0)
+    offset_max: float = option(60.0, "largest outlier shift for outlier_mode=offset (label units)", min=0)
 
 
 @dataclass
 class DataConfig:
-    source: SourceName = _f(
+    source: SourceName = option(
         "synthetic_faces", "dataset source (a name from pipeline.data.sources.SOURCES)")
-    seed: int = _f(0, "seed of the dataset draw (poses, appearance, noise)", min=0)
-    n_train: int = _f(20000, "training samples", min=16)
-    n_val: int = _f(2000, "validation samples (noisy labels, like training)", min=8)
-    n_test: int = _f(2000, "test samples (clean labels)", min=8)
+    seed: int = option(0, "seed of the dataset draw (poses, appearance, noise)", min=0)
+    n_train: int = option(20000, "training samples", min=16)
+    n_val: int = option(2000, "validation samples (noisy labels, like training)", min=8)
+    n_test: int = option(2000, "test samples (clean labels)", min=8)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     synthetic_faces: SyntheticFacesConfig = field(default_factory=SyntheticFacesConfig)
     sinusoid: SinusoidConfig = field(default_factory=SinusoidConfig)
@@ -73,28 +66,28 @@ class DataConfig:
 class TrainConfig:
     """One training run's budget and optimizer; shared by the teacher, distill and qat sections."""
 
-    epochs: int = _f(12, "passes over the training split", min=1, max=10000)
-    batch_size: int = _f(128, "samples per step", min=1, max=65536)
-    lr: float = _f(3e-3, "peak learning rate (AdamW, one-cycle cosine schedule)", min=0, max=10)
-    weight_decay: float = _f(1e-4, "AdamW weight decay", min=0, max=1)
-    warmup_fraction: float = _f(0.05, "fraction of steps spent warming up the learning rate", min=0, max=0.5)
-    patience: int = _f(0, "early stopping: epochs without validation improvement before stopping "
+    epochs: int = option(12, "passes over the training split", min=1, max=10000)
+    batch_size: int = option(128, "samples per step", min=1, max=65536)
+    lr: float = option(3e-3, "peak learning rate (AdamW, one-cycle cosine schedule)", min=0, max=10)
+    weight_decay: float = option(1e-4, "AdamW weight decay", min=0, max=1)
+    warmup_fraction: float = option(0.05, "fraction of steps spent warming up the learning rate", min=0, max=0.5)
+    patience: int = option(0, "early stopping: epochs without validation improvement before stopping "
                           "(0 = never stop early; the best epoch on noisy validation is kept either way)",
                        min=0)
-    augment: bool = _f(True, "horizontal flip with mirrored labels (faces only)")
-    seed: int = _f(0, "seed of initialization and batch order", min=0)
-    checkpoint_every_s: float = _f(60.0, "write a recovery checkpoint at least this often (seconds)",
+    augment: bool = option(True, "horizontal flip with mirrored labels (faces only)")
+    seed: int = option(0, "seed of initialization and batch order", min=0)
+    checkpoint_every_s: float = option(60.0, "write a recovery checkpoint at least this often (seconds)",
                                    min=1)
 
 
 @dataclass
 class TeacherConfig:
-    arch: TeacherArch = _f(
+    arch: TeacherArch = option(
         "cnn_l", "teacher network (pipeline.models.MODELS): cnn_* for images, mlp_* for vectors")
-    loss: Literal["l1", "l2", "huber"] = _f(
+    loss: Literal["l1", "l2", "huber"] = option(
         "l1", "loss on the noisy labels. l2 learns the conditional mean, which gross outliers drag "
               "toward the label range's centre; l1 learns the median, which they barely move")
-    huber_delta: float = _f(5.0, "huber: delta in label units", min=0)
+    huber_delta: float = option(5.0, "huber: delta in label units", min=0)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -102,35 +95,35 @@ class TeacherConfig:
 class TorConfig:
     """Teacher outlier rejection loss knobs (METHOD.md)."""
 
-    outlier_branch: Literal["sqrt", "l1", "l2", "none"] = _f(
+    outlier_branch: Literal["sqrt", "l1", "l2", "none"] = option(
         "sqrt", "loss on samples flagged as outliers: sqrt(|h-y_T|+eps), |h-y_T|, (h-y_T)^2, or 0")
-    threshold: Literal["chauvenet", "mad_k", "fixed"] = _f(
+    threshold: Literal["chauvenet", "mad_k", "fixed"] = option(
         "chauvenet", "rule for the outlier threshold e_out on the teacher residual |y~ - y_T|")
-    alpha: float = _f(2.0, "chauvenet: expected count alpha at the threshold", min=1e-6)
-    k: float = _f(3.0, "mad_k: e_out = k * 1.4826 * MAD", min=0)
-    fixed: float = _f(15.0, "fixed: e_out in label units", min=0)
-    sigma_from: Literal["batch", "dataset"] = _f(
+    alpha: float = option(2.0, "chauvenet: expected count alpha at the threshold", min=1e-6)
+    k: float = option(3.0, "mad_k: e_out = k * 1.4826 * MAD", min=0)
+    fixed: float = option(15.0, "fixed: e_out in label units", min=0)
+    sigma_from: Literal["batch", "dataset"] = option(
         "dataset", "where the robust sigma (and chauvenet's beta) come from: each batch, or once "
         "over the training set after the teacher is trained")
-    eps: float = _f(1e-6, "keeps the sqrt branch's gradient finite at 0", min=0)
+    eps: float = option(1e-6, "keeps the sqrt branch's gradient finite at 0", min=0)
 
 
 @dataclass
 class DistillConfig:
-    method: MethodName = _f(
+    method: MethodName = option(
         "tor_mt", "training objective (pipeline.losses.METHODS); tor_mt is the paper's full method")
-    arch: StudentArch = _f(
+    arch: StudentArch = option(
         "mobile_s", "student network (pipeline.models.MODELS)")
-    width_mult: float = _f(1.0, "student width multiplier", min=0.25, max=4)
+    width_mult: float = option(1.0, "student width multiplier", min=0.25, max=4)
     tor: TorConfig = field(default_factory=TorConfig)
-    label_weight: float = _f(1.0, "lambda_L: weight of the label-head loss", min=0)
-    teacher_weight: float = _f(1.0, "lambda_T: weight of the teacher-head L2 loss (two-headed methods)",
+    label_weight: float = option(1.0, "lambda_L: weight of the label-head loss", min=0)
+    teacher_weight: float = option(1.0, "lambda_T: weight of the teacher-head L2 loss (two-headed methods)",
                                min=0)
-    kd_mix_weight: float = _f(0.5, "kd_mix: weight w of the teacher term", min=0, max=1)
-    huber_delta: float = _f(5.0, "scratch_huber: Huber delta in label units", min=0)
-    tbr_margin: float = _f(0.0, "tbr: margin m (squared label units)", min=0)
-    tbr_nu: float = _f(0.5, "tbr: weight nu of the teacher bound term", min=0)
-    inference_head: Literal["teacher", "label", "mean"] = _f(
+    kd_mix_weight: float = option(0.5, "kd_mix: weight w of the teacher term", min=0, max=1)
+    huber_delta: float = option(5.0, "scratch_huber: Huber delta in label units", min=0)
+    tbr_margin: float = option(0.0, "tbr: margin m (squared label units)", min=0)
+    tbr_nu: float = option(0.5, "tbr: weight nu of the teacher bound term", min=0)
+    inference_head: Literal["teacher", "label", "mean"] = option(
         "mean", "which head the exported single-output student answers with (two-headed methods); "
                 "'mean' was chosen by noisy-validation error in the ablation (README: Results)")
     # No augmentation by default: the teacher's predictions are then computed once and cached.
@@ -140,29 +133,29 @@ class DistillConfig:
 
 @dataclass
 class QatConfig:
-    enabled: bool = _f(True, "run int8 quantization-aware fine-tuning (false: the stage is skipped)")
-    calibration_batches: int = _f(16, "batches used to calibrate observers (PTQ baseline and QAT start)",
+    enabled: bool = option(True, "run int8 quantization-aware fine-tuning (false: the stage is skipped)")
+    calibration_batches: int = option(16, "batches used to calibrate observers (PTQ baseline and QAT start)",
                                   min=1)
-    freeze_observers_epoch: int = _f(2, "epoch after which observers stop updating", min=0)
-    freeze_bn_epoch: int = _f(1, "epoch after which batch-norm statistics stop updating", min=0)
+    freeze_observers_epoch: int = option(2, "epoch after which observers stop updating", min=0)
+    freeze_bn_epoch: int = option(1, "epoch after which batch-norm statistics stop updating", min=0)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=2e-4, weight_decay=0.0,
                                                                    augment=False))
 
 
 @dataclass
 class ExportConfig:
-    formats: list[str] = _f(["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_int8",
+    formats: list[str] = option(["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_int8",
                              "coreml_fp32", "coreml_fp16", "coreml_int8"],
                             "artifacts to write (names from exporters.formats.FORMATS)")
-    int8_io: bool = _f(False, "tflite_int8: int8 input/output tensors instead of float I/O")
-    parity_samples: int = _f(32, "clean test images every artifact is checked on", min=1, max=4096)
+    int8_io: bool = option(False, "tflite_int8: int8 input/output tensors instead of float I/O")
+    parity_samples: int = option(32, "clean test images every artifact is checked on", min=1, max=4096)
 
 
 @dataclass
 class Config:
-    experiment: str = _f("face_pose", "run folder name under --out")
-    device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto: CUDA when present, else CPU")
-    threads: int = _f(0, "CPU threads for torch (0 = all cores)", min=0, max=1024)
+    experiment: str = option("face_pose", "run folder name under --out")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: CUDA when present, else CPU")
+    threads: int = option(0, "CPU threads for torch (0 = all cores)", min=0, max=1024)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)

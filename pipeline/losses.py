@@ -167,16 +167,17 @@ class Method:
     name: str
     two_heads: bool  # trains the teacher head too (the exported head is then a choice)
     uses_teacher: bool
+    rejects_outliers: bool  # uses the TOR flagger, so its precision/recall describe this method
     loss: LossFn
     summary: str
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("scratch_l2", False, False, _scratch_l2, "student on noisy labels, L2"),
-    Method("scratch_huber", False, False, _scratch_huber, "student on noisy labels, Huber"),
-    Method("kd", False, True, _kd, "student on teacher outputs, L2"),
-    Method("kd_mix", False, True, _kd_mix, "(1-w) L2(label) + w L2(teacher), one head"),
-    Method("tbr", False, True, _tbr, "teacher-bounded regression (Chen et al. 2017)"),
-    Method("tor", False, True, _tor, "TOR loss, one head"),
-    Method("tor_mt", True, True, _tor_mt, "TOR on the label head + L2 to the teacher on the teacher head"),
+    Method("scratch_l2", False, False, False, _scratch_l2, "student on noisy labels, L2"),
+    Method("scratch_huber", False, False, False, _scratch_huber, "student on noisy labels, Huber"),
+    Method("kd", False, True, False, _kd, "student on teacher outputs, L2"),
+    Method("kd_mix", False, True, False, _kd_mix, "(1-w) L2(label) + w L2(teacher), one head"),
+    Method("tbr", False, True, False, _tbr, "teacher-bounded regression (Chen et al. 2017)"),
+    Method("tor", False, True, True, _tor, "TOR loss, one head"),
+    Method("tor_mt", True, True, True, _tor_mt, "TOR on the label head + L2 to the teacher on the teacher head"),
 ]}

@@ -377,8 +377,14 @@ def freeze_bn_stats(prepared: GraphModule) -> None:
     log.info("froze batch-norm statistics (%d batch-norm ops)", n)
 
 
-def set_train_mode(prepared: GraphModule, train: bool) -> None:
-    """torchao's ``move_exported_model_to_train/eval`` (BN and dropout), keeping a BN freeze."""
+def set_train_mode(prepared: nn.Module, train: bool) -> None:
+    """Train/eval mode for any module: ``.train(train)`` for ordinary modules; for torch.export graphs
+    (which refuse ``.train()``) torchao's ``move_exported_model_to_train/eval``, keeping a BN freeze."""
+    try:  # an exported graph raises before changing anything
+        prepared.train(train)
+        return
+    except NotImplementedError:
+        pass
     if train:
         move_exported_model_to_train(prepared)
         if getattr(prepared, _FROZEN_BN_ATTR, False):

@@ -11,6 +11,7 @@ place to enforce a single writer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -87,21 +88,37 @@ class ArtifactError(Exception):
     """An upstream artifact is missing or unreadable; the message says which and how to rebuild it."""
 
 
-def load_checkpoint(path: Path, stage: str, map_location: Any = "cpu") -> dict:
-    """``torch.load`` of a stage's checkpoint with a one-line error naming the file and the fix."""
-    import torch
-
-    path = Path(path)
+@contextlib.contextmanager
+def _reading(path: Path, stage: str, what: str):
+    """Turn any failure to read a stage's artifact into one line naming the file and the fix."""
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        yield
     except FileNotFoundError as exc:
         raise ArtifactError(f"{path} is missing; rebuild it with --force {stage}") from exc
     except Exception as exc:
-        raise ArtifactError(f"{path} is not a readable checkpoint ({type(exc).__name__}); "
+        raise ArtifactError(f"{path} is not a readable {what} ({type(exc).__name__}); "
                             f"rebuild it with --force {stage}") from exc
+
+
+def load_checkpoint(path: Path, stage: str, map_location: Any = "cpu") -> dict:
+    """``torch.load`` of a stage's checkpoint, with a one-line error naming the file and the fix."""
+    import torch
+
+    path = Path(path)
+    with _reading(path, stage, "checkpoint"):
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ArtifactError(f"{path} is not a checkpoint written by this pipeline; rebuild it with --force {stage}")
     return ckpt
+
+
+def read_npz(path: Path, stage: str) -> dict:
+    """Every array of a stage's ``.npz``, with a one-line error naming the file and the fix."""
+    import numpy as np
+
+    path = Path(path)
+    with _reading(path, stage, "array file"), np.load(path) as z:
+        return {k: z[k] for k in z.files}
 
 
 def read_json(path: Path) -> Any:

@@ -27,6 +27,18 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
+def option(default: Any, help: str, **bounds: float) -> Any:
+    """A schema field: its default, help text and optional ``min``/``max`` bounds, in one place.
+
+    Every config section (``pipeline/config.py`` and the data sources' own sections) declares its
+    fields with this, so validation, ``show-config`` and the docs read the same metadata.
+    """
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata={"help": help, **bounds})
+    return dataclasses.field(default=default, metadata={"help": help, **bounds})
+
+
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is Literal:

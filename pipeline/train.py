@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from pipeline.config import TrainConfig
 from pipeline.device import DeviceInfo
+from pipeline.quant import set_train_mode
 from pipeline.runs import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -59,20 +60,10 @@ def to_model_input(x: torch.Tensor, dev: DeviceInfo) -> torch.Tensor:
     return x
 
 
-def set_mode(model: nn.Module, train: bool) -> None:
-    """``model.train(train)``, also for torch.export graphs (PT2E QAT), which refuse ``.train()``."""
-    try:
-        model.train(train)
-    except NotImplementedError:
-        from pipeline.quant import set_train_mode
-
-        set_train_mode(model, train)
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, dev: DeviceInfo, batch_size: int = 512) -> np.ndarray:
     """Model outputs on raw inputs, in eval mode; a tuple output (two heads) is stacked on dim 0."""
-    set_mode(model, False)
+    set_train_mode(model, False)
     outs = []
     for i in range(0, len(x), batch_size):
         with dev.autocast():
@@ -150,7 +141,7 @@ def fit(model: nn.Module, step_fn: StepFn, data: TrainData, val_fn: ValFn, cfg: 
         if epoch_hook is not None:
             epoch_hook(model, epoch)
         order, flips = epoch_order(len(data), cfg.seed, epoch)
-        set_mode(model, True)
+        set_train_mode(model, True)
         sums: dict[str, torch.Tensor] = {}
         t0, last_ckpt = time.perf_counter(), time.perf_counter()
         bar = tqdm(range(state["step_in_epoch"], steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.runs import read_json
+from pipeline.runs import read_json, read_npz
 
 DATASET_FILE = "dataset.npz"
 STATS_FILE = "stats.json"
@@ -39,6 +39,4 @@ class Dataset:
 
 
 def load_dataset(stage_dir: Path) -> Dataset:
-    with np.load(Path(stage_dir) / DATASET_FILE) as z:
-        arrays = {k: z[k] for k in z.files}
-    return Dataset(arrays, read_json(Path(stage_dir) / STATS_FILE))
+    return Dataset(read_npz(Path(stage_dir) / DATASET_FILE, "data"), read_json(Path(stage_dir) / STATS_FILE))

@@ -6,17 +6,18 @@ Used by ``sinusoid.yaml`` to check the method quickly on a problem whose ground 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from pipeline.schema import option
 
 
 @dataclass
 class SinusoidConfig:
-    x_range: float = field(default=3.14159, metadata={"help": "inputs drawn from U(-x_range, x_range)",
-                                                      "min": 0.01})
-    amplitude: float = field(default=10.0, metadata={"help": "label amplitude (label units)", "min": 0})
-    frequency: float = field(default=2.0, metadata={"help": "angular frequency of the sinusoid", "min": 0})
+    x_range: float = option(3.14159, "inputs drawn from U(-x_range, x_range)", min=0.01)
+    amplitude: float = option(10.0, "label amplitude (label units)", min=0)
+    frequency: float = option(2.0, "angular frequency of the sinusoid", min=0)
 
 
 def generate(n: int, seed: int, cfg: SinusoidConfig) -> tuple[np.ndarray, np.ndarray]:

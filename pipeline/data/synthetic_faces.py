@@ -49,13 +49,14 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from pipeline.data.face_render import head_landmarks, prepare, render_chunk, rotation_matrices, select
 from pipeline.data.face_render_params import Appearance, draw_appearance_params
+from pipeline.schema import option
 
 log = logging.getLogger(__name__)
 
@@ -63,41 +64,37 @@ __all__ = ["Appearance", "SyntheticFacesConfig", "draw_appearance", "head_landma
            "render_faces", "render_with_appearance", "rotation_matrices", "sample_poses"]
 
 
-def _f(default, help: str, **bounds):
-    return field(default=default, metadata={"help": help, **bounds})
-
-
 @dataclass
 class SyntheticFacesConfig:
     """Schema of ``data.synthetic_faces``: pose ranges, appearance and augmentation of the renderer."""
 
-    image_size: int = _f(64, "side of the square RGB crop in pixels", min=16, max=256)
-    yaw_range: float = _f(90.0, "max |yaw| in degrees (poses drawn uniformly in [-range, range])", min=0, max=180)
-    pitch_range: float = _f(60.0, "max |pitch| in degrees", min=0, max=90)
-    roll_range: float = _f(45.0, "max |roll| in degrees", min=0, max=180)
-    scale_jitter: float = _f(0.1, "relative head-size jitter: size x U(1 - j, 1 + j)", min=0, max=0.5)
-    translate_jitter: float = _f(0.05, "max head-centre offset per axis, as a fraction of the image size",
+    image_size: int = option(64, "side of the square RGB crop in pixels", min=16, max=256)
+    yaw_range: float = option(90.0, "max |yaw| in degrees (poses drawn uniformly in [-range, range])", min=0, max=180)
+    pitch_range: float = option(60.0, "max |pitch| in degrees", min=0, max=90)
+    roll_range: float = option(45.0, "max |roll| in degrees", min=0, max=180)
+    scale_jitter: float = option(0.1, "relative head-size jitter: size x U(1 - j, 1 + j)", min=0, max=0.5)
+    translate_jitter: float = option(0.05, "max head-centre offset per axis, as a fraction of the image size",
                                  min=0, max=0.3)
-    shape_variation: float = _f(1.0, "spread of head, nose, eye, mouth proportions (0: one face shape)",
+    shape_variation: float = option(1.0, "spread of head, nose, eye, mouth proportions (0: one face shape)",
                                 min=0, max=2)
-    hair_prob: float = _f(0.85, "probability that a head has hair", min=0, max=1)
-    long_hair_prob: float = _f(0.3, "probability of long hair (given hair)", min=0, max=1)
-    beard_prob: float = _f(0.15, "probability of a beard", min=0, max=1)
-    glasses_prob: float = _f(0.15, "probability of glasses", min=0, max=1)
-    light_variation: float = _f(1.0, "spread of light direction and tint (0: light from the top-front)",
+    hair_prob: float = option(0.85, "probability that a head has hair", min=0, max=1)
+    long_hair_prob: float = option(0.3, "probability of long hair (given hair)", min=0, max=1)
+    beard_prob: float = option(0.15, "probability of a beard", min=0, max=1)
+    glasses_prob: float = option(0.15, "probability of glasses", min=0, max=1)
+    light_variation: float = option(1.0, "spread of light direction and tint (0: light from the top-front)",
                                 min=0, max=1)
-    background: Literal["clutter", "gradient", "plain"] = _f(
+    background: Literal["clutter", "gradient", "plain"] = option(
         "clutter", "clutter: gradient + stripes + random shapes; gradient: two-colour gradient; plain: one colour")
-    clutter_shapes: int = _f(6, "max random ellipses/rectangles behind the head (background=clutter)",
+    clutter_shapes: int = option(6, "max random ellipses/rectangles behind the head (background=clutter)",
                              min=0, max=8)
-    occlusion_prob: float = _f(0.1, "probability of an occluding shape in front of the face", min=0, max=1)
-    blur_min: float = _f(0.5, "smallest Gaussian blur sigma, pixels at 64 px (scaled with image_size)",
+    occlusion_prob: float = option(0.1, "probability of an occluding shape in front of the face", min=0, max=1)
+    blur_min: float = option(0.5, "smallest Gaussian blur sigma, pixels at 64 px (scaled with image_size)",
                          min=0, max=3)
-    blur_max: float = _f(1.0, "largest Gaussian blur sigma, pixels at 64 px (scaled with image_size)",
+    blur_max: float = option(1.0, "largest Gaussian blur sigma, pixels at 64 px (scaled with image_size)",
                          min=0, max=3)
-    noise_std: float = _f(4.0, "largest sensor-noise std in grey levels (per image U(0, noise_std))",
+    noise_std: float = option(4.0, "largest sensor-noise std in grey levels (per image U(0, noise_std))",
                           min=0, max=50)
-    chunk_size: int = _f(16, "images rendered per vectorised batch (speed and memory only; "
+    chunk_size: int = option(16, "images rendered per vectorised batch (speed and memory only; "
                               "the images do not depend on it)", min=1, max=4096)
 
 

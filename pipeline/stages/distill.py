@@ -19,7 +19,7 @@ from pipeline.models.student import SingleOutput, select_head
 from pipeline.runs import StageContext, atomic_torch_save, atomic_write_text, load_checkpoint
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
-from pipeline.stages.teacher import PREDICTIONS_FILE, load_teacher
+from pipeline.stages.teacher import load_predictions, load_teacher
 from pipeline.train import TrainData, fit, predict, to_model_input
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,10 @@ def dataset_threshold(cfg: Config, residual: np.ndarray) -> np.ndarray:
     return outlier_threshold(robust_sigma(r), t.threshold, len(r), t.alpha, t.k, t.fixed).numpy()
 
 
-def flag_report(cfg: Config, data: Dataset, y_t: np.ndarray, path) -> dict:
+def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path) -> dict:
     """Write the CSV of training samples whose teacher residual exceeds e_out; score the flagger."""
     y = data.y("train")
     residual = y - y_t
-    e_out = dataset_threshold(cfg, residual)
     flags = np.abs(residual) > e_out
     names = data.output_names
     lines = [",".join(["index"] + [f"label_{n}" for n in names] + [f"teacher_{n}" for n in names]
@@ -95,10 +94,11 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     method = METHODS[d.method]
     data = load_dataset(ctx.upstream["data"].path)
     teacher_dir = ctx.upstream["teacher"].path
-    with np.load(teacher_dir / PREDICTIONS_FILE) as z:
-        y_t_train, y_t_val = z["train"], z["val"]
-    flagger = flag_report(cfg, data, y_t_train, ctx.dir / FLAGGED_FILE)
-    threshold = tuple(float(v) for v in dataset_threshold(cfg, data.y("train") - y_t_train))
+    preds = load_predictions(teacher_dir)
+    y_t_train, y_t_val = preds["train"], preds["val"]
+    e_out = dataset_threshold(cfg, data.y("train") - y_t_train)
+    flagger = flag_report(data, y_t_train, e_out, ctx.dir / FLAGGED_FILE)
+    threshold = tuple(float(v) for v in e_out)
     params = LossParams.from_config(d, threshold)
 
     torch.manual_seed(d.train.seed)

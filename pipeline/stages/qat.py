@@ -29,7 +29,7 @@ from pipeline.runs import StageContext, atomic_write_json
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput, StageSkipped
 from pipeline.stages.distill import dataset_threshold, distill_step, load_student
-from pipeline.stages.teacher import PREDICTIONS_FILE, load_teacher
+from pipeline.stages.teacher import load_predictions, load_teacher
 from pipeline.train import TrainData, fit, predict, to_model_input
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     # QAT: same quantizer, observers calibrated first, then the distillation objective.
     qat_model = quant.prepare_qat(copy.deepcopy(float_model), example)
     quant.calibrate(qat_model, calib)
-    with np.load(ctx.upstream["teacher"].path / PREDICTIONS_FILE) as z:
-        y_t = z["train"]
+    y_t = load_predictions(ctx.upstream["teacher"].path)["train"]
     method = METHODS[cfg.distill.method]
     params = LossParams.from_config(cfg.distill, tuple(float(v) for v in dataset_threshold(cfg, data.y("train") - y_t)))
     mirror = data.stats["mirror_signs"]

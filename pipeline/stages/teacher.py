@@ -13,7 +13,7 @@ from pipeline.data.dataset import load_dataset
 from pipeline.evaluate import errors, mae
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
-from pipeline.runs import StageContext, atomic_torch_save, atomic_write_npz, load_checkpoint
+from pipeline.runs import StageContext, atomic_torch_save, atomic_write_npz, load_checkpoint, read_npz
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.train import TrainData, fit, predict, to_model_input
@@ -33,6 +33,11 @@ def load_teacher(stage_dir, device) -> torch.nn.Module:
     model = build_model(ckpt["arch"], ckpt["stats"], ckpt.get("width_mult", 1.0))
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval()
+
+
+def load_predictions(stage_dir) -> dict[str, np.ndarray]:
+    """The teacher's cached predictions per split ("train", "val", "test")."""
+    return read_npz(stage_dir / PREDICTIONS_FILE, "teacher")
 
 
 def l2_step(model, batch):
