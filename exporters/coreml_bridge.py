@@ -1,8 +1,8 @@
 """Adapts ``exporters.coreml`` to the family signatures used by the formats table.
 
 ``exporters.coreml`` exposes ``export_coreml(model, sample, out_path, precision, meta) -> Path`` and
-``run_coreml(path, inputs) -> (outputs, how)`` (``how`` is "MLModel.predict" on macOS, "MIL evaluator" on
-Linux). This module gives them the ``(model, sample, out_dir, options)`` shape of every other family
+``run_coreml(path, inputs) -> (outputs, how)`` (``how`` starts "Core ML runtime" on macOS, "MIL
+emulation" elsewhere). This module gives them the ``(model, sample, out_dir, options)`` shape of every other family
 and reads the embedded meta back. Normally used via ``export_all``.
 """
 

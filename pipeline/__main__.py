@@ -17,6 +17,7 @@ CONFIG is a path, or the name of a bundled preset when no such file exists. Exit
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import PRESETS_DIR, load_config, resolve_config_path
+from pipeline.console import setup_console
 from pipeline.schema import ConfigError, to_dict
 
 log = logging.getLogger("pipeline")
@@ -74,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="copy a bundled preset to edit")
     init.add_argument("name")
     init.add_argument("dest", nargs="?")
+    verbose_help = "also show third-party warnings, C++ log lines and converter progress bars; DEBUG logs"
+    p.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    for command in sub.choices.values():  # accepted after the command too: run smoke.yaml --verbose
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     return p
 
 
@@ -84,16 +90,54 @@ def _first_comment(path: Path) -> str:
     return ""
 
 
-def _print_summary(result) -> None:
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _stage_headline(name: str, metrics: dict) -> str:
+    parts = [f"test_mae {metrics['test_mae']:.3f}"] if "test_mae" in metrics else []
+    flagger = metrics.get("flagger") if name == "distill" else None
+    if flagger:  # how well the teacher-residual threshold found the injected label outliers
+        parts.append(f"outlier flagger precision {_ratio(flagger.get('precision'))} "
+                     f"recall {_ratio(flagger.get('recall'))}")
+    return ", ".join(parts)
+
+
+def _artifact_rows(stage: dict) -> list[tuple[str, str, str]]:
+    """(format, status, detail) per exported artifact; CoreML says whether Core ML itself verified it."""
+    report = Path(stage["dir"]) / "export_report.json"
+    records = json.loads(report.read_text())["artifacts"] if report.is_file() else {}
     rows = []
+    for fmt, a in stage.get("metrics", {}).get("artifacts", {}).items():
+        status, how = a["status"], (records.get(fmt) or {}).get("verified_by") or ""
+        if status == "verified" and (records.get(fmt) or {}).get("family") == "coreml":
+            # Apple's runtime ran it (macOS) or the project's numpy MIL evaluator did (elsewhere)
+            status = "verified (Core ML runtime)" if how.startswith(("Core ML runtime", "MLModel.predict")) \
+                else "verified (MIL emulation)"
+        if a.get("max_abs_diff") is not None:
+            detail = f"max |diff| {a['max_abs_diff']:.2g} <= {a['tolerance']:g}"
+        else:
+            detail = a.get("reason") or ""
+        rows.append((fmt, status, detail))
+    return rows
+
+
+def _print_summary(result) -> None:
+    rows, artifacts = [], []
     for name, e in result.summary["stages"].items():
-        m = e.get("metrics", {})
-        headline = f"test_mae {m['test_mae']:.3f}" if "test_mae" in m else ""
-        rows.append((name, e["status"], headline, e.get("reason", "") or Path(e["dir"]).name))
+        rows.append((name, e["status"], _stage_headline(name, e.get("metrics", {})),
+                     e.get("reason", "") or Path(e["dir"]).name))
+        if name == "export" and e["status"] in ("ran", "cached"):
+            artifacts = _artifact_rows(e)
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     print()
     for r in rows:
         print(f"  {r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
+    if artifacts:
+        aw = [max(len(r[i]) for r in artifacts) for i in range(2)]
+        print()
+        for fmt, status, detail in artifacts:
+            print(f"  {fmt:<{aw[0]}}  {status:<{aw[1]}}  {detail}")
     print(f"\nsummary: {result.path}")
 
 
@@ -139,13 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
-    # Our own loggers at INFO; third-party converters (JAX, TF, litert) only when they warn.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    for name in ("pipeline", "exporters", "benchmarks"):
-        logging.getLogger(name).setLevel(logging.INFO)
-    # coremltools warns at import that its macOS-only runtime is missing; the Linux path does not need it.
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    setup_console(args.verbose)  # our loggers at INFO; known third-party noise hidden unless --verbose
     try:
         if args.command == "presets":
             for p in sorted(PRESETS_DIR.glob("*.yaml")):

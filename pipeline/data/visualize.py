@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipeline.data.face_render import rotation_matrices
+
 log = logging.getLogger(__name__)
 
 AXIS_COLOURS = ((230, 30, 30), (30, 200, 30), (40, 80, 255))
@@ -23,8 +25,6 @@ AXIS_COLOURS = ((230, 30, 30), (30, 200, 30), (40, 80, 255))
 
 def projected_axes(pose_deg: np.ndarray) -> np.ndarray:
     """(3, 2) image-plane directions (x right, y down) of the head's unit x, y, z axes."""
-    from pipeline.data.synthetic_faces import rotation_matrices
-
     r = rotation_matrices(np.asarray(pose_deg, np.float64).reshape(1, 3))[0]
     return np.stack([r[0, :], -r[1, :]], 1)  # column k of R is head axis k in the camera frame
 
@@ -44,8 +44,6 @@ def _draw_axes(draw: ImageDraw.ImageDraw, pose_deg, center: tuple[float, float],
                dashed: bool) -> None:
     axes = projected_axes(pose_deg)
     # Draw the axis pointing most away from the viewer first so the nearest stays on top.
-    from pipeline.data.synthetic_faces import rotation_matrices
-
     depth = rotation_matrices(np.asarray(pose_deg, np.float64).reshape(1, 3))[0][2]
     for k in np.argsort(depth):
         end = (center[0] + length * axes[k, 0], center[1] + length * axes[k, 1])
