@@ -17,12 +17,15 @@ from typing import Literal
 
 import yaml
 
+from pipeline.data.read_csv import CsvConfig
+from pipeline.data.read_gaze import MpiigazeConfig
+from pipeline.data.read_pose import TEST_SETS, BiwiConfig, PoseMatConfig
 from pipeline.data.sinusoid import SinusoidConfig
-from pipeline.data.sources import SOURCES
+from pipeline.data.sources import SOURCES, sections_used
 from pipeline.data.synthetic_faces import SyntheticFacesConfig
 from pipeline.losses import METHODS
 from pipeline.models import MODELS
-from pipeline.schema import ConfigError, apply_overrides, build, defaults_of, option
+from pipeline.schema import ConfigError, apply_overrides, build, defaults_of, option, to_dict
 
 # Choices come from the implementation tables, so a new row is usable without touching the schema.
 SourceName = Literal[tuple(SOURCES)]
@@ -33,7 +36,7 @@ MethodName = Literal[tuple(METHODS)]
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 # Bump when a change to code makes earlier cached stage outputs invalid: it is part of every hash.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -51,15 +54,27 @@ class NoiseConfig:
 
 @dataclass
 class DataConfig:
+    """The dataset: ``source`` picks a reader, whose options live in its own section below (only the
+    sections the source reads are part of the data stages' hashes and of ``show-config``)."""
+
     source: SourceName = option(
-        "synthetic_faces", "dataset source (a name from pipeline.data.sources.SOURCES)")
-    seed: int = option(0, "seed of the dataset draw (poses, appearance, noise)", min=0)
-    n_train: int = option(20000, "training samples", min=16)
-    n_val: int = option(2000, "validation samples (noisy labels, like training)", min=8)
-    n_test: int = option(2000, "test samples (clean labels)", min=8)
+        "synthetic_faces", "dataset source (a name from pipeline.data.sources.SOURCES); its options are in "
+                           "data.<source> (300w_lp: data.w300_lp)")
+    seed: int = option(0, "seed of the dataset draw (synthetic samples, random splits, noise)", min=0)
+    n_train: int = option(20000, "synthetic sources: training samples", min=16)
+    n_val: int = option(2000, "synthetic sources: validation samples (noisy labels, like training)", min=8)
+    n_test: int = option(2000, "synthetic sources: test samples (clean labels)", min=8)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     synthetic_faces: SyntheticFacesConfig = field(default_factory=SyntheticFacesConfig)
     sinusoid: SinusoidConfig = field(default_factory=SinusoidConfig)
+    csv: CsvConfig = field(default_factory=CsvConfig)
+    w300_lp: PoseMatConfig = field(default_factory=lambda: PoseMatConfig(test=["aflw2000"]))
+    aflw2000: PoseMatConfig = field(default_factory=lambda: PoseMatConfig(max_angle=99.0))
+    biwi: BiwiConfig = field(default_factory=BiwiConfig)
+    mpiigaze: MpiigazeConfig = field(default_factory=MpiigazeConfig)
+
+
+BY_COUNT_KEYS = ("n_train", "n_val", "n_test")
 
 
 @dataclass
@@ -234,9 +249,11 @@ def consistency_problems(cfg: Config) -> list[str]:
             out.append(f"export.formats[{i}]: unknown format {name!r}; use any of: " + ", ".join(FORMATS))
     if len(set(cfg.export.formats)) != len(cfg.export.formats):
         out.append("export.formats: a format is listed twice; list each once")
+    out += data_problems(cfg.data)
+    by_count = cfg.data.source in SOURCES and SOURCES[cfg.data.source].by_count
     for section in ("teacher", "distill", "qat"):
         train = getattr(cfg, section).train
-        if train.batch_size > cfg.data.n_train:
+        if by_count and train.batch_size > cfg.data.n_train:
             out.append(f"{section}.train.batch_size ({train.batch_size}) exceeds data.n_train "
                        f"({cfg.data.n_train}); lower the batch size or raise n_train")
     if cfg.qat.freeze_bn_epoch > cfg.qat.freeze_observers_epoch:
@@ -248,3 +265,39 @@ def consistency_problems(cfg: Config) -> list[str]:
         if not torch.cuda.is_available():
             out.append("device: 'cuda' but no CUDA device is visible; use device=auto or device=cpu")
     return out
+
+
+def data_problems(data: DataConfig) -> list[str]:
+    """The active source's sections: test sets that exist, dataset paths that are set and exist."""
+    if data.source not in SOURCES:
+        return []
+    out: list[str] = []
+    own = getattr(data, SOURCES[data.source].section)
+    for i, name in enumerate(getattr(own, "test", [])):
+        if name not in TEST_SETS or name == data.source:
+            choices = ", ".join(t for t in TEST_SETS if t != data.source)
+            out.append(f"data.{SOURCES[data.source].section}.test[{i}]: {name!r} is not a test set of "
+                       f"{data.source!r}; use any of: {choices}")
+    for section in sections_used(data) if not out else [SOURCES[data.source].section]:
+        root = getattr(getattr(data, section), "root", None)
+        if root is None:
+            continue
+        if not root:
+            out.append(f"data.{section}.root: not set; point it at the dataset on your disk "
+                       f"(data.{section}.root=/path/to/it)")
+        elif not Path(root).expanduser().exists():
+            out.append(f"data.{section}.root: {root} does not exist; point it at the dataset on your disk")
+    return out
+
+
+def public_dict(cfg: Config) -> dict:
+    """The config as plain data with only the data sections the active source reads (for show-config)."""
+    d = to_dict(cfg)
+    if cfg.data.source in SOURCES:
+        used = set(sections_used(cfg.data))
+        for name in {s.section for s in SOURCES.values()} - used:
+            d["data"].pop(name, None)
+        if not SOURCES[cfg.data.source].by_count:
+            for key in BY_COUNT_KEYS:
+                d["data"].pop(key, None)
+    return d

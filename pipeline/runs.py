@@ -76,6 +76,16 @@ def atomic_write_npz(path: Path, **arrays) -> Path:
     return _atomic(path, write)
 
 
+def atomic_write_npy(path: Path, array) -> Path:
+    """One array as ``.npy``, so readers can memory-map it (``np.load(path, mmap_mode=...)``)."""
+    import numpy as np
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.save(fh, array)
+    return _atomic(path, write)
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()

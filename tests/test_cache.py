@@ -37,7 +37,7 @@ def _statuses(result):
 
 
 def test_cached_forced_only_and_failures(tiny_sinusoid, tmp_path):
-    only = {"data", "teacher", "distill"}
+    only = {"source", "data", "teacher", "distill"}
     cfg = load_config("sinusoid", tiny_sinusoid)
     first = run_pipeline(cfg, tmp_path, only={"distill"})
     st = _statuses(first)
@@ -85,7 +85,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_sinusoid, tmp_path, monkeypa
     monkeypatch.setattr(train, "epoch_order", dying_order)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(cfg, tmp_path / "killed", only={"teacher"})
-    teacher_dir = plan(cfg, tmp_path / "killed")[1].dir.path
+    teacher_dir = next(p.dir.path for p in plan(cfg, tmp_path / "killed") if p.stage.name == "teacher")
     assert (teacher_dir / "checkpoint.pt").exists() and not (teacher_dir / "manifest.json").exists()
     monkeypatch.setattr(train, "epoch_order", real_order)
     resumed = run_pipeline(cfg, tmp_path / "killed", only={"teacher"})

@@ -1,8 +1,11 @@
-"""The table of data sources: how each one makes its splits, and what its labels mean.
+"""The table of data sources: how each one reads its splits, where its options live, what its labels mean.
 
-A source turns the ``data`` config section into clean inputs and labels for train/val/test; label
-noise is injected afterwards by the data stage, the same way for every source. Real datasets plug in
-here as further rows (a loader reading the user's disk, same ``Splits`` result).
+A source turns the ``data`` config section into clean inputs and labels for train/val/test
+(``SourceData``); the source stage caches them once, and the data stage injects label noise the
+same way for every source. Each source reads its options from its own section, ``data.<section>``.
+Splits are per source: by count (synthetic), cross-dataset (300W-LP -> AFLW2000 / BIWI), by subject
+(BIWI), leave-one-person-out (MPIIGaze), by a split column or at random (CSV); validation is always
+carved from training data.
 """
 
 from __future__ import annotations
@@ -12,40 +15,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data import sinusoid, synthetic_faces
-
-
-@dataclass(frozen=True)
-class CleanSplit:
-    x: np.ndarray  # images (N, H, W, 3) uint8, or vectors (N, F) float32
-    y: np.ndarray  # clean labels (N, D) float32
+from pipeline.data import read_csv, read_gaze, read_pose, sinusoid, synthetic_faces
+from pipeline.data.convention import DEGREES, POSE_MIRROR, POSE_NAMES
+from pipeline.data.reading import SourceData, SplitData
 
 
 @dataclass(frozen=True)
 class Source:
     name: str
     input_kind: str  # "image" or "vector": which model families fit
-    output_names: tuple[str, ...]
-    units: str
-    # Sign of each output under a horizontal mirror of the input (None: mirroring is not a symmetry).
-    mirror_signs: tuple[float, ...] | None
-    make: Callable[..., dict[str, CleanSplit]]  # (DataConfig) -> {"train", "val", "test"}
+    section: str  # the config section under ``data`` holding this source's options
+    read: Callable[..., SourceData]  # (DataConfig) -> clean splits and label meaning
     label_range: Callable[..., tuple[np.ndarray, np.ndarray]]  # (DataConfig) -> (low, high) per output
+    by_count: bool = False  # split sizes come from data.n_train / n_val / n_test
 
 
 def _split_sizes(cfg) -> dict[str, int]:
     return {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
 
 
-def _make_faces(cfg) -> dict[str, CleanSplit]:
+def _read_faces(cfg) -> SourceData:
     out = {}
     for i, (split, n) in enumerate(_split_sizes(cfg).items()):
         # Each split has its own stream so changing n_test never changes the training images.
         seed = cfg.seed * 10 + i
         poses = synthetic_faces.sample_poses(n, seed, cfg.synthetic_faces)
         images = synthetic_faces.render_faces(poses, seed, cfg.synthetic_faces)
-        out[split] = CleanSplit(images, poses.astype(np.float32))
-    return out
+        out[split] = SplitData(images, poses.astype(np.float32))
+    return SourceData(out, POSE_NAMES, DEGREES, POSE_MIRROR)
 
 
 def _faces_range(cfg) -> tuple[np.ndarray, np.ndarray]:
@@ -54,14 +51,30 @@ def _faces_range(cfg) -> tuple[np.ndarray, np.ndarray]:
     return -high, high
 
 
-def _make_sinusoid(cfg) -> dict[str, CleanSplit]:
-    return {split: CleanSplit(*sinusoid.generate(n, cfg.seed * 10 + i, cfg.sinusoid))
-            for i, (split, n) in enumerate(_split_sizes(cfg).items())}
+def _read_sinusoid(cfg) -> SourceData:
+    splits = {split: SplitData(*sinusoid.generate(n, cfg.seed * 10 + i, cfg.sinusoid))
+              for i, (split, n) in enumerate(_split_sizes(cfg).items())}
+    return SourceData(splits, ("y",), "units", None)
 
 
 SOURCES: dict[str, Source] = {
-    "synthetic_faces": Source("synthetic_faces", "image", ("yaw", "pitch", "roll"), "degrees",
-                              (-1.0, 1.0, -1.0), _make_faces, _faces_range),
-    "sinusoid": Source("sinusoid", "vector", ("y",), "units", None, _make_sinusoid,
-                       lambda cfg: sinusoid.label_range(cfg.sinusoid)),
+    "synthetic_faces": Source("synthetic_faces", "image", "synthetic_faces", _read_faces, _faces_range, True),
+    "sinusoid": Source("sinusoid", "vector", "sinusoid", _read_sinusoid,
+                       lambda cfg: sinusoid.label_range(cfg.sinusoid), True),
+    "300w_lp": Source("300w_lp", "image", "w300_lp", lambda cfg: read_pose.read_pose_mat(cfg, "w300_lp"),
+                      lambda cfg: read_pose.pose_range(cfg.w300_lp.max_angle)),
+    "aflw2000": Source("aflw2000", "image", "aflw2000", lambda cfg: read_pose.read_pose_mat(cfg, "aflw2000"),
+                       lambda cfg: read_pose.pose_range(cfg.aflw2000.max_angle)),
+    "biwi": Source("biwi", "image", "biwi", read_pose.read_biwi, lambda cfg: read_pose.pose_range(cfg.biwi.max_angle)),
+    "mpiigaze": Source("mpiigaze", "image", "mpiigaze", read_gaze.read_mpiigaze,
+                       lambda cfg: read_gaze.gaze_range(cfg.mpiigaze)),
+    "csv": Source("csv", "image", "csv", read_csv.read_csv_source, lambda cfg: read_csv.csv_range(cfg.csv)),
 }
+
+
+def sections_used(cfg) -> list[str]:
+    """The ``data`` sections the active source reads: its own, plus the test sets it reads whole."""
+    src = SOURCES[cfg.source]
+    own = getattr(cfg, src.section)
+    tests = [SOURCES[t].section for t in getattr(own, "test", [])]
+    return [src.section] + [t for t in tests if t != src.section]
