@@ -1,0 +1,163 @@
+package org.tordistill.headpose.core
+
+import org.junit.Assert.assertArrayEquals
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertNull
+import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
+import org.junit.Test
+
+/** Unit tests of the core's pieces on hand-made metas and images (the goldens cover the real export). */
+class CoreTest {
+    private fun meta(
+        layout: String = "NHWC", dtype: String = "float32", inQ: String = "null", mean: String = "[0.0, 0.0, 0.0]",
+        std: String = "[1.0, 1.0, 1.0]", names: String = "[\"yaw\", \"pitch\", \"roll\"]", units: String = "degrees",
+        outDtype: String = "float32", outQ: String = "null", extra: String = "",
+    ): String {
+        val shape = if (layout == "NCHW") "[1, 3, 2, 2]" else "[1, 2, 2, 3]"
+        return """{"name": "t", "format": "tflite_fp32", "input": {"name": "image", "shape": $shape, "layout": "$layout",
+            "dtype": "$dtype", "color": "RGB", "range": [0.0, 1.0], "mean": $mean, "std": $std, "quantization": $inQ $extra},
+            "outputs": [{"name": "pose", "shape": [1, 3], "names": $names, "units": "$units", "dtype": "$outDtype", "quantization": $outQ}]}"""
+    }
+
+    private fun rgb(r: Int, g: Int, b: Int) = (0xFF shl 24) or (r shl 16) or (g shl 8) or b
+
+    private val pixels = intArrayOf(rgb(0, 51, 255), rgb(255, 0, 0), rgb(10, 20, 30), rgb(128, 127, 1))
+
+    @Test
+    fun jsonReadsNestedValuesAndRejectsGarbage() {
+        val v = Json.parse("""{"a": [1, -2.5e-3, true, null, "x\"y\u0041"], "b": {}}""") as Map<*, *>
+        assertEquals(listOf(1.0, -2.5e-3, true, null, "x\"yA"), v["a"])
+        assertEquals(emptyMap<String, Any?>(), v["b"])
+        for (bad in listOf("{", "[1,]", "{\"a\" 1}", "tru", "1 2")) {
+            try { Json.parse(bad); fail("parsed '$bad'") } catch (e: IllegalArgumentException) { assertTrue(e.message!!.startsWith("JSON")) }
+        }
+    }
+
+    @Test
+    fun nhwcFloatTensorIsPixelOver255() {
+        val t = TensorBuilder(ModelMeta.parse(meta()).input).build(pixels) as InputTensor.Float32
+        assertEquals(12, t.data.size)
+        assertEquals((51 / 255.0).toFloat(), t.data[1], 0f)
+        assertEquals(1.0f, t.data[2], 0f)
+        assertEquals(1.0f, t.data[3], 0f) // second pixel's red
+    }
+
+    @Test
+    fun nchwLayoutAndMeanStd() {
+        val m = ModelMeta.parse(meta(layout = "NCHW", mean = "[0.5, 0.5, 0.5]", std = "[0.25, 0.5, 1.0]"))
+        val t = TensorBuilder(m.input).build(pixels) as InputTensor.Float32
+        assertEquals(((0.0 - 0.5) / 0.25).toFloat(), t.data[0], 0f) // R plane, pixel 0
+        assertEquals(((1.0 - 0.5) / 0.25).toFloat(), t.data[1], 0f) // R plane, pixel 1
+        assertEquals(((51 / 255.0 - 0.5) / 0.5).toFloat(), t.data[4], 0f) // G plane, pixel 0
+    }
+
+    @Test
+    fun int8InputUsesTheMetaQuantization() {
+        val t = TensorBuilder(ModelMeta.parse(meta(dtype = "int8", inQ = """{"scale": 0.00392156862745098, "zero_point": -128}""")).input)
+            .build(pixels) as InputTensor.Int8
+        assertArrayEquals(byteArrayOf(-128, -77, 127, 127, -128, -128, -118, -108, -98, 0, -1, -127), t.data)
+        // Another quantization (as a re-exported graph might have): scale 2/255, zero point 0, clamped.
+        val t2 = TensorBuilder(ModelMeta.parse(meta(dtype = "int8", inQ = """{"scale": 0.00784313725490196, "zero_point": 0}""")).input)
+            .build(pixels) as InputTensor.Int8
+        assertEquals(0.toByte(), t2.data[0])
+        assertEquals(5.toByte(), t2.data[6]) // 10 / 2
+        assertEquals(127.toByte(), t2.data[2]) // 127.5 -> 128 -> clamped
+    }
+
+    @Test
+    fun badMetaGivesOneLineErrors() {
+        val cases = mapOf(
+            meta(layout = "NC") to "layout",
+            meta(dtype = "int8") to "int8 input without quantization",
+            meta(names = "[\"a\", \"b\", \"c\"]") to "no 'yaw'",
+            meta(units = "furlongs") to "units",
+            meta(outDtype = "int8") to "int8 output without quantization",
+            meta(std = "[1.0, 0.0, 1.0]") to "zero",
+        )
+        for ((text, needle) in cases) {
+            try {
+                val m = ModelMeta.parse(text)
+                PoseDecoder(m.output)
+                fail("accepted meta with $needle")
+            } catch (e: MetaException) {
+                assertTrue("${e.message} should mention $needle", e.message!!.contains(needle) && !e.message!!.contains("\n"))
+            }
+        }
+    }
+
+    @Test
+    fun decoderReordersConvertsAndDequantizes() {
+        val m = ModelMeta.parse(meta(names = "[\"roll\", \"yaw\", \"pitch\"]", units = "radians"))
+        val p = PoseDecoder(m.output).decode(floatArrayOf(0.5f, 1.0f, -0.25f))
+        assertEquals(Math.toDegrees(1.0), p.yaw, 1e-9)
+        assertEquals(Math.toDegrees(-0.25), p.pitch, 1e-9)
+        assertEquals(Math.toDegrees(0.5), p.roll, 1e-9)
+        val q = ModelMeta.parse(meta(outDtype = "int8", outQ = """{"scale": 0.5, "zero_point": -10}"""))
+        assertEquals(HeadPose(5.0, -1.0, 0.0), PoseDecoder(q.output).decode(byteArrayOf(0, -12, -10)))
+    }
+
+    @Test
+    fun axesFollowThePoseConvention() {
+        val c = Point(50.0, 50.0)
+        val zero = PoseAxes.project(HeadPose(0.0, 0.0, 0.0), c, 10.0)
+        assertEquals(Point(60.0, 50.0), zero.ends[0]) // head x to the image's right
+        assertEquals(Point(50.0, 40.0), zero.ends[1]) // head y up (image y down)
+        assertEquals(2, zero.drawOrder.last()) // z points at the viewer: drawn last
+        val yaw = PoseAxes.project(HeadPose(30.0, 0.0, 0.0), c, 10.0)
+        assertTrue("yaw > 0 turns the nose to the image's left", yaw.ends[2].x < c.x)
+        val pitch = PoseAxes.project(HeadPose(0.0, 30.0, 0.0), c, 10.0)
+        assertTrue("pitch > 0 looks up", pitch.ends[2].y < c.y)
+        val roll = PoseAxes.project(HeadPose(0.0, 0.0, 30.0), c, 10.0)
+        assertTrue("roll > 0 is clockwise: head y tips to the right", roll.ends[1].x > c.x)
+        // A mirror maps (yaw, pitch, roll) to (-yaw, pitch, -roll).
+        val pose = HeadPose(25.0, -12.0, 17.0)
+        val mirrored = PoseAxes.project(pose, c, 10.0, mirrored = true)
+        val flipped = PoseAxes.project(HeadPose(-pose.yaw, pose.pitch, -pose.roll), c, 10.0)
+        for (k in listOf(1, 2)) { // x axis flips sign under the mirror; y and z map onto each other exactly
+            assertEquals(flipped.ends[k].x, mirrored.ends[k].x, 1e-9)
+            assertEquals(flipped.ends[k].y, mirrored.ends[k].y, 1e-9)
+        }
+        assertEquals(2 * c.x - flipped.ends[0].x, mirrored.ends[0].x, 1e-9)
+    }
+
+    @Test
+    fun cropRepeatsEdgesAndKeepsPixelsOnIdentity() {
+        val sq = Square(0.0, 0.0, 2.0)
+        assertArrayEquals(pixels, FaceCrop.resize(pixels, 2, 2, sq, 2, 2))
+        val outside = FaceCrop.resize(pixels, 2, 2, Square(-10.0, -10.0, 2.0), 1, 1)
+        assertEquals(pixels[0], outside[0])
+        val s = FaceCrop.square(Box(10.0, 20.0, 30.0, 60.0), CropSpec(2.0, 0.1))
+        assertEquals(Square(-20.0, 8.0, 80.0), s)
+    }
+
+    @Test
+    fun largestFaceAndNoFace() {
+        assertNull(FaceSelection.largest(emptyList()))
+        val big = Box(0.0, 0.0, 10.0, 10.0)
+        assertEquals(big, FaceSelection.largest(listOf(Box(0.0, 0.0, 5.0, 5.0), big, Box(1.0, 1.0, 2.0, 9.0))))
+        val p = PosePipeline(ModelMeta.parse(meta()))
+        assertNull(p.prepare(pixels, 2, 2, emptyList()))
+        assertTrue(p.prepare(pixels, 2, 2, listOf(big))!!.tensor is InputTensor.Float32)
+    }
+
+    @Test
+    fun smootherAveragesAndRestartsAfterAGap() {
+        val s = PoseSmoother(alpha = 0.5, maxGapNanos = 100)
+        assertEquals(HeadPose(10.0, 0.0, 0.0), s.update(HeadPose(10.0, 0.0, 0.0), 0))
+        assertEquals(HeadPose(15.0, 1.0, -1.0), s.update(HeadPose(20.0, 2.0, -2.0), 50))
+        assertEquals(HeadPose(40.0, 0.0, 0.0), s.update(HeadPose(40.0, 0.0, 0.0), 500))
+        try { PoseSmoother(alpha = 0.0); fail("alpha 0 accepted") } catch (_: IllegalArgumentException) {}
+    }
+
+    @Test
+    fun viewMappingFillsCentresAndMirrors() {
+        val m = ViewMapping(imageWidth = 480, imageHeight = 640, viewWidth = 1080, viewHeight = 1920, mirrored = true)
+        assertEquals(3.0, m.scale, 0.0)
+        val p = m.map(Point(0.0, 0.0))
+        assertEquals(1080.0 + 180.0, p.x, 1e-9) // 1440-wide image centred in 1080: 180 px cut each side, then mirrored
+        assertEquals(0.0, p.y, 1e-9)
+        val b = m.map(Box(10.0, 10.0, 20.0, 30.0))
+        assertTrue(b.left < b.right && b.top < b.bottom)
+    }
+}
