@@ -7,6 +7,7 @@ Commands:
   export RUN_DIR [--formats NAME ...] [--int8-io]   re-export a finished run (runs/<experiment>)
   presets                                   list the bundled presets
   init NAME [DEST]                          copy a bundled preset to edit
+  dataset check --format FORMAT --root DIR [key.path=value ...] [--json]   what a dataset on disk holds
   ablate CONFIG [key.path=value ...] [--grid quick|full] [--methods ..] [--fractions ..] [--noise ..]
          [--seeds N] [--jobs N] [--out DIR]   methods x outlier fractions x noise x seeds
 
@@ -27,7 +28,7 @@ import yaml
 
 from pipeline.config import PRESETS_DIR, load_config, resolve_config_path
 from pipeline.console import setup_console
-from pipeline.schema import ConfigError, to_dict
+from pipeline.schema import ConfigError
 
 log = logging.getLogger("pipeline")
 
@@ -76,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="copy a bundled preset to edit")
     init.add_argument("name")
     init.add_argument("dest", nargs="?")
+    ds = sub.add_parser("dataset", help="dataset tools: python -m pipeline dataset check --format F --root DIR")
+    ds.add_argument("action", choices=["check"])
+    ds.add_argument("--format", required=True, help="a source name: 300w_lp, aflw2000, biwi, mpiigaze, csv, ...")
+    ds.add_argument("--root", required=True, help="the dataset's folder (biwi: also a .npz file)")
+    ds.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    ds.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. data.csv.file=train.csv")
     verbose_help = "also show third-party warnings, C++ log lines and converter progress bars; DEBUG logs"
     p.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     for command in sub.choices.values():  # accepted after the command too: run smoke.yaml --verbose
@@ -211,12 +218,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "export":
             return _export(args)
+        if args.command == "dataset":
+            from pipeline.data.check import main as dataset_check
+
+            return dataset_check(args.format, args.root, args.json, args.overrides)
         cfg = load_config(args.config, args.overrides)
         if args.command == "validate":
             print(f"{args.config}: ok")
             return 0
         if args.command == "show-config":
-            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+            from pipeline.config import public_dict
+
+            print(yaml.safe_dump(public_dict(cfg), sort_keys=False), end="")
             return 0
         _check_stages(args.force, "--force")
         _check_stages(args.only, "--only")

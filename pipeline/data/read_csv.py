@@ -3,7 +3,7 @@
 ``<root>/labels.csv`` (``data.csv.file``) has a header row, a ``path`` column (the image, relative to
 the root) and one numeric column per label; the label names are the header's, the units and which
 columns to use come from the config. An optional ``split`` column (train / val / test) fixes the
-splits; otherwise test and then validation are carved at random by ``data.seed``. Images are resized
+splits; test and then validation rows it does not give are carved at random by ``data.seed``. Images are resized
 (stretched) to ``image_size`` squares. Rows are skipped, and counted by reason, when the image is
 missing or unreadable, a label is not a finite number, or the path leaves the root (unless
 ``allow_outside_root``).
@@ -46,8 +46,10 @@ class CsvConfig:
     units: str = option("units", "units of the labels (shown in reports and exported metadata)")
     image_size: int = option(64, "images are resized to this square size in pixels", min=8, max=512)
     split_column: str = option("split", "column with train/val/test per row, used when the CSV has it")
-    val_fraction: float = option(0.1, "validation share carved from training (no split column)", min=0, max=0.5)
-    test_fraction: float = option(0.2, "test share carved at random (no split column)", min=0, max=0.9)
+    val_fraction: float = option(0.1, "validation share carved from training (when the CSV gives no val rows)",
+                                 min=0, max=0.5)
+    test_fraction: float = option(0.2, "test share carved at random (when the CSV gives no test rows)",
+                                  min=0, max=0.9)
     allow_outside_root: bool = option(False, "accept image paths that resolve outside root")
     mirror_signs: list[float] = option([], "sign of each label under a horizontal flip (empty: flipping "
                                            "is not a symmetry of this task; no flip augmentation)")
@@ -145,15 +147,17 @@ def read_csv_source(data_cfg) -> SourceData:
         raise SourceError(f"data.csv.root: no usable row in {csv_path(cfg)} ({dict(skipped) or 'no rows'}); "
                           "check the paths and labels")
     full = SplitData(x, y.reshape(len(keep), len(labels)))
-    if use_split:
-        tag = np.array([(rows[i].get(cfg.split_column) or "").strip().lower() for i in keep])
-        splits = {s: select(full, tag == s) for s in ("train", "val", "test")}
-    else:
-        held = carve(len(keep), cfg.test_fraction, data_cfg.seed * 10 + 2)
-        test, rest = select(full, held), select(full, ~held)
-        val = carve(len(rest.y), cfg.val_fraction, data_cfg.seed * 10 + 1)
-        splits = {"train": select(rest, ~val), "val": select(rest, val), "test": test}
-    empty = [s for s, d in splits.items() if not len(d.y)]
+    tag = np.array([(rows[i].get(cfg.split_column) or "").strip().lower() if use_split else "train" for i in keep])
+    rest, val, test = select(full, tag == "train"), select(full, tag == "val"), select(full, tag == "test")
+    if not len(test.y):  # no test rows given: carve them at random
+        held = carve(len(rest.y), cfg.test_fraction, data_cfg.seed * 10 + 2)
+        test, rest = select(rest, held), select(rest, ~held)
+    if not len(val.y):  # validation always comes from training data
+        held = carve(len(rest.y), cfg.val_fraction, data_cfg.seed * 10 + 1)
+        val, rest = select(rest, held), select(rest, ~held)
+    splits = {"train": rest, "val": val, "test": test}
+    empty = [s for s, frac in (("train", 1), ("val", cfg.val_fraction), ("test", cfg.test_fraction))
+             if frac and not len(splits[s].y)]
     if empty:
         raise SourceError(f"data.csv: split(s) {', '.join(empty)} have no rows out of {len(keep)} usable; "
                           "add rows, fix the split column or raise val_fraction/test_fraction")

@@ -50,7 +50,7 @@ def _eye(rec, side: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, 36, 60) uint8, gaze (N, 3)) of one eye of a day file."""
     try:
         eye = rec[side][0, 0]
-        image, gaze = np.asarray(eye["image"][0, 0]), np.asarray(eye["gaze"][0, 0], np.float64)
+        image, gaze = np.asarray(eye["image"]), np.asarray(eye["gaze"], np.float64)
     except (KeyError, ValueError, IndexError) as exc:
         raise SourceError(f"{path}: no data.{side}.image / data.{side}.gaze; expected MPIIGaze's "
                           "normalized .mat files") from exc

@@ -256,7 +256,7 @@ def read_biwi(data_cfg) -> SourceData:
     test = None
     if test_path is not None:
         test = _read_npz(test_path, "data.biwi.root", cfg, cfg.image_size, skipped, "")
-    elif full.group is None:
+    elif full.group is None and cfg.test_fraction > 0:
         raise SourceError(f"data.biwi.root: {first} has no 'subject' array, so it cannot be split by subject; "
                           "give a folder with the train/test pair, or use BIWI as a test set (data.w300_lp.test)")
     return _finish(full, test, cfg.val_fraction, cfg.test_fraction, data_cfg.seed, skipped)
