@@ -45,7 +45,6 @@ dependencies {
     implementation(libs.litert.gpu) // without it an Accelerator.GPU request fails
     implementation(libs.mlkit.face.detection) // bundled: the detector model ships in the APK
     implementation(libs.kotlinx.coroutines.android)
-    implementation(libs.kotlinx.coroutines.play.services)
 }
 
 /**

@@ -62,7 +62,7 @@ class MainActivity : AppCompatActivity() {
         future.addListener({
             val provider = future.get()
             val preview = Preview.Builder().setResolutionSelector(PoseViewModel.SAME_ASPECT).build().also {
-                it.surfaceProvider = findViewById<PreviewView>(R.id.preview).surfaceProvider
+                it.setSurfaceProvider(findViewById<PreviewView>(R.id.preview).surfaceProvider)
             }
             provider.unbindAll()
             provider.bindToLifecycle(this, CameraSelector.DEFAULT_FRONT_CAMERA, preview, vm.analysisUseCase())
