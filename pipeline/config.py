@@ -268,7 +268,8 @@ def consistency_problems(cfg: Config) -> list[str]:
 
 
 def data_problems(data: DataConfig) -> list[str]:
-    """The active source's sections: test sets that exist, dataset paths that are set and exist."""
+    """The active source's test sets exist. (Dataset paths are checked when the data is read, by
+    :func:`root_problems`, so a preset validates before the user has pointed it at their disk.)"""
     if data.source not in SOURCES:
         return []
     out: list[str] = []
@@ -278,7 +279,13 @@ def data_problems(data: DataConfig) -> list[str]:
             choices = ", ".join(t for t in TEST_SETS if t != data.source)
             out.append(f"data.{SOURCES[data.source].section}.test[{i}]: {name!r} is not a test set of "
                        f"{data.source!r}; use any of: {choices}")
-    for section in sections_used(data) if not out else [SOURCES[data.source].section]:
+    return out
+
+
+def root_problems(data: DataConfig) -> list[str]:
+    """Every dataset path the active source reads that is not set or does not exist, with its key."""
+    out: list[str] = []
+    for section in sections_used(data):
         root = getattr(getattr(data, section), "root", None)
         if root is None:
             continue

@@ -75,3 +75,18 @@ def test_end_to_end_on_a_csv_dataset(tmp_path):
     assert (src["n_train"], src["n_val"], src["n_test"]) == (54, 6, 12)
     assert set(stages["teacher"]["metrics"]["test_mae_per_output"]) == {"angle"}
     assert {a["status"] for a in stages["export"]["metrics"]["artifacts"].values()} == {"verified"}
+
+
+def test_real_data_presets_validate_once_their_roots_are_given(tmp_path):
+    from tests.test_datasets_formats import write_aflw, write_biwi, write_mpiigaze
+
+    write_300wlp(tmp_path / "lp")
+    write_aflw(tmp_path / "aflw")
+    write_biwi(tmp_path / "biwi.npz")
+    write_mpiigaze(tmp_path / "mpii")
+    cfg = load_config("face_pose_300wlp.yaml", [f"data.w300_lp.root={tmp_path / 'lp'}",
+                                                f"data.aflw2000.root={tmp_path / 'aflw'}",
+                                                f"data.biwi.root={tmp_path / 'biwi.npz'}"])
+    assert cfg.data.source == "300w_lp" and cfg.data.w300_lp.test == ["aflw2000", "biwi"]
+    cfg = load_config("gaze_mpiigaze.yaml", [f"data.mpiigaze.root={tmp_path / 'mpii'}"])
+    assert cfg.data.source == "mpiigaze" and cfg.data.mpiigaze.both_eyes

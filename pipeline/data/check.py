@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from pipeline.config import Config, DataConfig, data_problems
+from pipeline.config import Config, DataConfig, data_problems, root_problems
 from pipeline.data.reading import SourceError
 from pipeline.data.sources import SOURCES
 from pipeline.schema import ConfigError, apply_overrides, build
@@ -31,7 +31,7 @@ def check(fmt: str, root: str, overrides: list[str] | None = None) -> dict:
     raw = apply_overrides(raw, list(overrides or []))
     problems: list[str] = []
     data_cfg = build(Config, raw, "", problems).data
-    problems += data_problems(data_cfg) if not problems else []
+    problems += (data_problems(data_cfg) or root_problems(data_cfg)) if not problems else []
     if problems:
         raise ConfigError(problems)
     try:

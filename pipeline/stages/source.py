@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import Config
+from pipeline.config import Config, root_problems
 from pipeline.data.dataset import LABELS_FILE, SOURCE_FILE, SPLITS, images_file
-from pipeline.data.reading import SourceData
+from pipeline.data.reading import SourceData, SourceError
 from pipeline.data.sources import SOURCES, sections_used
 from pipeline.runs import StageContext, atomic_write_json, atomic_write_npy, atomic_write_npz, read_json
 from pipeline.schema import to_dict
@@ -83,6 +83,9 @@ def write_source(data: SourceData, input_kind: str, out_dir: Path, metrics: dict
 
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
     source = SOURCES[cfg.data.source]
+    problems = root_problems(cfg.data)
+    if problems:  # all at once, each naming its key
+        raise SourceError("; ".join(problems))
     artifacts = {"labels": LABELS_FILE, "source": SOURCE_FILE, **{f"{s}_x": images_file(s) for s in SPLITS}}
     with _locked(ctx.dir / ".lock"):
         if (ctx.dir / SOURCE_FILE).exists():  # built by a parallel run of the same source
