@@ -1,16 +1,18 @@
 """Tests for exporters.tflite_metadata: standard TFLite metadata written into a real .tflite and read back.
 
-A tiny NHWC model is converted with litert-torch, metadata is written, and the file is checked three
-ways: :func:`read_metadata` gives the meta back; the LiteRT interpreter still runs with bit-identical
-outputs; and the ``TFLITE_METADATA`` buffer is decoded here with ``struct`` alone, by the field ids of
-tflite-support's public ``metadata_schema.fbs`` (``ModelMetadata``: name 0, version 2,
-subgraph_metadata 3, author 4, license 5, min_parser_version 7; ...), so a writer bug cannot be
-cancelled by the same bug in the reader. Where ``flatc`` is installed it also decodes the buffer from the
-schema's field declarations. Runs in ~8 s.
+The shared tiny student is converted with litert-torch (NHWC), metadata is written, and the file is
+checked four ways: :func:`read_metadata` gives the meta back; the LiteRT interpreter still runs with
+bit-identical outputs; the ``TFLITE_METADATA`` buffer is decoded here with ``struct`` alone, by the
+field ids of tflite-support's public ``metadata_schema.fbs`` (``ModelMetadata``: name 0, version 2,
+subgraph_metadata 3, author 4, license 5, min_parser_version 7; ...), so a bug in the generated
+bindings cannot be cancelled by the same bug in the reader; and ``flatc`` (Debian
+``flatbuffers-compiler``, installed by ``.ci/run``) decodes it from the schema and regenerates the
+committed bindings, which must agree with the committed module.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,16 +20,17 @@ import struct
 import subprocess
 from pathlib import Path
 
+import flatbuffers
+import litert_torch
 import numpy as np
 import pytest
 import torch
+from ai_edge_litert import interpreter
 from torch import nn
 
-litert_torch = pytest.importorskip("litert_torch")
-interpreter = pytest.importorskip("ai_edge_litert.interpreter")
-
-from exporters.metadata import artifact_meta, base_meta, compare_meta  # noqa: E402
-from exporters.tflite_metadata import (  # noqa: E402
+from exporters import tflite_metadata_schema as mdfb
+from exporters.metadata import artifact_meta, base_meta, compare_meta
+from exporters.tflite_metadata import (
     META_JSON,
     TFLITE_METADATA,
     _with_metadata,
@@ -39,6 +42,8 @@ from exporters.tflite_metadata import (  # noqa: E402
 )
 
 torch.set_num_threads(1)
+SCHEMA = Path(mdfb.__file__).with_name("tflite_metadata_schema.fbs")
+GENERATED = Path(mdfb.__file__).with_name("tflite_metadata_schema_generated.py")
 
 
 def _meta(shape: tuple[int, ...] = (1, 3, 64, 64), names: tuple[str, ...] = ("yaw", "pitch", "roll"),
@@ -73,11 +78,8 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def plain_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU6(), nn.Conv2d(8, 8, 3, 2, 1, groups=8),
-                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
-    return _convert(model, torch.rand(1, 3, 64, 64), tmp_path_factory.mktemp("tfl") / "plain.tflite", True)
+def plain_model(tiny_student, tmp_path_factory) -> Path:
+    return _convert(tiny_student(), torch.rand(1, 3, 64, 64), tmp_path_factory.mktemp("tfl") / "plain.tflite", True)
 
 
 @pytest.fixture
@@ -89,7 +91,7 @@ def written(plain_model: Path, tmp_path: Path) -> tuple[Path, dict]:
     return path, meta
 
 
-# ---- a decoder written from the schema's field ids, independent of exporters.tflite_metadata_schema ----
+# ---- a decoder written from the schema's field ids, independent of the generated bindings ----
 
 def _field(buf: bytes, table: int, fid: int) -> int | None:
     vtable = table - struct.unpack_from("<i", buf, table)[0]
@@ -188,54 +190,16 @@ def test_buffers_stay_aligned(written) -> None:
             assert tab.Vector(tab.Offset(4)) % 16 == 0, f"buffer {i} is not 16-byte aligned"
 
 
-# Field declarations of tflite-support's metadata_schema.fbs (schema 1.3.0; comments dropped), for flatc.
-SCHEMA_FBS = """
-namespace tflite;
-file_identifier "M001";
-enum AssociatedFileType : byte { UNKNOWN = 0, DESCRIPTIONS = 1, TENSOR_AXIS_LABELS = 2, TENSOR_VALUE_LABELS = 3,
-  TENSOR_AXIS_SCORE_CALIBRATION = 4, VOCABULARY = 5 }
-table AssociatedFile { name:string; description:string; type:AssociatedFileType; locale:string; }
-table FeatureProperties { }
-enum ColorSpaceType : byte { UNKNOWN = 0, RGB = 1, GRAYSCALE = 2 }
-table ImageSize { width:uint; height:uint; }
-table ImageProperties { color_space:ColorSpaceType; default_size:ImageSize; }
-enum BoundingBoxType : byte { UNKNOWN = 0, BOUNDARIES = 1, UPPER_LEFT = 2, CENTER = 3 }
-enum CoordinateType : byte { RATIO = 0, PIXEL = 1 }
-table BoundingBoxProperties { index:[uint]; type:BoundingBoxType; coordinate_type:CoordinateType; }
-table AudioProperties { sample_rate:uint; channels:uint; }
-union ContentProperties { FeatureProperties, ImageProperties, BoundingBoxProperties, AudioProperties }
-table ValueRange { min:int; max:int; }
-table Content { content_properties:ContentProperties; range:ValueRange; }
-table NormalizationOptions { mean:[float]; std:[float]; }
-enum ScoreTransformationType : byte { IDENTITY = 0, LOG = 1, INVERSE_LOGISTIC = 2 }
-table ScoreCalibrationOptions { score_transformation:ScoreTransformationType; default_score:float; }
-table ScoreThresholdingOptions { global_score_threshold:float; }
-table BertTokenizerOptions { vocab_file:[AssociatedFile]; }
-table SentencePieceTokenizerOptions { sentence_piece_model:[AssociatedFile]; vocab_file:[AssociatedFile]; }
-table RegexTokenizerOptions { delim_regex_pattern:string; vocab_file:[AssociatedFile]; }
-union ProcessUnitOptions { NormalizationOptions, ScoreCalibrationOptions, ScoreThresholdingOptions,
-  BertTokenizerOptions, SentencePieceTokenizerOptions, RegexTokenizerOptions }
-table ProcessUnit { options:ProcessUnitOptions; }
-table Stats { max:[float]; min:[float]; }
-table TensorGroup { name:string; tensor_names:[string]; }
-table TensorMetadata { name:string; description:string; dimension_names:[string]; content:Content;
-  process_units:[ProcessUnit]; stats:Stats; associated_files:[AssociatedFile]; }
-table SubGraphMetadata { name:string; description:string; input_tensor_metadata:[TensorMetadata];
-  output_tensor_metadata:[TensorMetadata]; associated_files:[AssociatedFile]; input_process_units:[ProcessUnit];
-  output_process_units:[ProcessUnit]; input_tensor_groups:[TensorGroup]; output_tensor_groups:[TensorGroup]; }
-table ModelMetadata { name:string; description:string; version:string; subgraph_metadata:[SubGraphMetadata];
-  author:string; license:string; associated_files:[AssociatedFile]; min_parser_version:string; }
-root_type ModelMetadata;
-"""
+def _flatc(*args: str) -> None:
+    if shutil.which("flatc") is None:
+        pytest.fail("flatc not found: install the Debian/Ubuntu package flatbuffers-compiler (.ci/run does)")
+    subprocess.run(["flatc", *args], check=True, capture_output=True, text=True)
 
 
-@pytest.mark.skipif(shutil.which("flatc") is None, reason="flatc (flatbuffers-compiler) not installed")
 def test_flatc_reads_the_metadata(written, tmp_path: Path) -> None:
-    """flatc, given the schema, verifies the buffer and turns it into JSON with the expected fields."""
-    (tmp_path / "metadata_schema.fbs").write_text(SCHEMA_FBS)
+    """flatc, given the committed schema, verifies the buffer and turns it into JSON with the expected fields."""
     (tmp_path / "md.bin").write_bytes(metadata_buffers(written[0])[TFLITE_METADATA])
-    subprocess.run(["flatc", "--json", "--strict-json", "--raw-binary", "-o", str(tmp_path),
-                    str(tmp_path / "metadata_schema.fbs"), "--", str(tmp_path / "md.bin")], check=True)
+    _flatc("--json", "--strict-json", "--raw-binary", "-o", str(tmp_path), str(SCHEMA), "--", str(tmp_path / "md.bin"))
     doc = json.loads((tmp_path / "md.json").read_text())
     assert (doc["name"], doc["version"], doc["min_parser_version"]) == ("tiny_pose", "2.0.1", "1.0.0")
     inp = doc["subgraph_metadata"][0]["input_tensor_metadata"][0]
@@ -245,6 +209,23 @@ def test_flatc_reads_the_metadata(written, tmp_path: Path) -> None:
     assert inp["process_units"][0]["options"]["std"] == [255.0] * 3
     out = doc["subgraph_metadata"][0]["output_tensor_metadata"][0]
     assert out["name"] == "pose" and out["content"]["content_properties_type"] == "FeatureProperties"
+
+
+def test_committed_bindings_match_the_schema(written, tmp_path: Path) -> None:
+    """The committed generated module is what flatc makes of the committed schema (the regeneration
+    command is in the .fbs header): same public names, and a buffer re-packed by fresh bindings
+    decodes equal with the committed ones."""
+    _flatc("--python", "--gen-object-api", "--gen-onefile", "-o", str(tmp_path), str(SCHEMA))
+    spec = importlib.util.spec_from_file_location("fresh_bindings", tmp_path / GENERATED.name)
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    public = lambda m: {n for n in dir(m) if not n.startswith("_")}  # noqa: E731
+    assert public(fresh) == public(mdfb.fb), "stale bindings: regenerate (see the .fbs header)"
+    buf = metadata_buffers(written[0])[TFLITE_METADATA]
+    builder = flatbuffers.Builder(1024)
+    unpacked = fresh.ModelMetadataT.InitFromObj(fresh.ModelMetadata.GetRootAs(buf, 0))
+    builder.Finish(unpacked.Pack(builder), file_identifier=b"M001")
+    assert mdfb.decode(bytes(builder.Output())) == mdfb.decode(buf)
 
 
 def test_rewrite_replaces_entries(written) -> None:
@@ -261,8 +242,6 @@ def test_inconsistent_or_missing_metadata(plain_model: Path, written, tmp_path: 
     assert read_metadata(plain_model) is None and read_model_metadata(plain_model) is None
     path, meta = written
     bad = tmp_path / "bad.tflite"  # JSON says one author, the standard metadata another
-    from exporters import tflite_metadata_schema as mdfb
-
     standard = mdfb.encode(standard_metadata({**meta, "author": "someone else"}))
     bad.write_bytes(_with_metadata(path.read_bytes(), {TFLITE_METADATA: standard}, meta))
     with pytest.raises(ValueError, match="author"):
@@ -283,9 +262,8 @@ def test_int8_io_metadata() -> None:
     assert "zero point -128" in inp["description"] and "(q - 3) * 0.75" in out["description"]
 
 
-def test_vector_model(tmp_path: Path) -> None:
-    torch.manual_seed(1)
-    model = nn.Sequential(nn.Linear(1, 16), nn.ReLU(), nn.Linear(16, 1))
+def test_vector_model(tiny_student, tmp_path: Path) -> None:
+    model = tiny_student("mlp_s")
     path = _convert(model, torch.zeros(1, 1), tmp_path / "toy.tflite", False)
     meta = _meta(shape=(1, 1), names=("y",))
     assert meta["input"]["layout"] == "NC"
