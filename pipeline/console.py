@@ -1,12 +1,13 @@
 """What the command line prints: the pipeline's own log lines, without known third-party noise.
 
 Why: a first run printed, before the pipeline's first line, torchao's failures to load optional CUDA
-kernels (with full site-packages paths), "Detected no triton", a torch ``_pytree`` deprecation, then
-TensorFlow's C++ start-up lines, dozens of torch ``FutureWarning``s and seven coremltools progress bars
-per CoreML artifact. None of it is actionable for a user of the pipeline and all of it reads as
-"something is broken". :func:`setup_console` keeps the project's loggers at INFO and its progress bars,
-and quiets exactly those sources; ``--verbose`` (``verbose=True``) leaves every third-party source as
-its library configured it and puts the project's loggers at DEBUG.
+kernels (with full site-packages paths), "Detected no triton", a torch ``_pytree`` deprecation; then
+dozens of torch ``FutureWarning``s, TFLite converter C++ lines and seven coremltools progress bars per
+CoreML artifact. None of it is actionable for a user of the pipeline and all of it reads as "something
+is broken". :func:`setup_console` keeps the project's loggers at INFO and its progress bars, and quiets
+exactly those sources (the coremltools bars are hidden by :mod:`exporters.coreml` unless it logs at
+DEBUG); ``--verbose`` (``verbose=True``) leaves every third-party source as its library configured it
+and puts the project's loggers at DEBUG.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ NOISY_LOGGERS = (
 QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 # Native libraries read these at load time, so they are set before the first import that loads them.
-# TF_CPP_MIN_LOG_LEVEL=2 keeps TensorFlow's / LiteRT's C++ INFO and WARNING lines ("oneDNN custom
-# operations are on", "Estimated count of arithmetic ops", "All log messages before
-# absl::InitializeLog()") off the console; their errors still show.
+# TF_CPP_MIN_LOG_LEVEL=2 drops the TFLite converter's C++ INFO lines ("Estimated count of arithmetic
+# ops"). Not reachable from here: TensorFlow's absl start-up pair ("All log messages before
+# absl::InitializeLog() ...", "oneDNN custom operations are on"), printed by each native library that
+# bundles TF when it loads, and LiteRT's "Created TensorFlow Lite XNNPACK delegate"; they are written
+# to file descriptor 2 by C++ before any setting is read.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

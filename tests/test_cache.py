@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.orchestrate import plan, run_pipeline
-from pipeline.runs import atomic_write_json, stage_hash
+from pipeline.runs import _atomic, atomic_write_json, stage_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -97,5 +97,15 @@ def test_killed_run_resumes_to_the_same_result(tiny_sinusoid, tmp_path, monkeypa
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
-    atomic_write_json(tmp_path / "m.json", {"a": 1})
+    target = tmp_path / "m.json"
+    atomic_write_json(target, {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+    def torn(p: Path) -> None:  # the writer dies after writing part of the file: old file kept, no temp left
+        p.write_text('{"a": 3')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        _atomic(target, torn)
+    assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -4,9 +4,10 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from pipeline.config import Config, load_config, validate
-from pipeline.schema import ConfigError, describe
+from pipeline.config import PRESETS_DIR, Config, load_config, validate
+from pipeline.schema import ConfigError, describe, to_dict
 
 
 def problems_of(raw: dict) -> list[str]:
@@ -24,9 +25,23 @@ def test_defaults_validate_and_every_field_is_documented():
 
 
 def test_bundled_presets_validate():
-    for name in ("face_pose.yaml", "smoke.yaml", "sinusoid"):
-        cfg = load_config(name)
-        assert cfg.experiment
+    """Every bundled preset loads, names its experiment after its file, says how to run it, and sets
+    only keys whose values survive the round trip through the resolved config."""
+    presets = sorted(PRESETS_DIR.glob("*.yaml"))
+    assert {p.stem for p in presets} >= {"face_pose", "smoke", "sinusoid"}
+    for path in presets:
+        raw = yaml.safe_load(path.read_text())
+        cfg = load_config(path.stem)  # by bare name, as the README shows
+        assert cfg.experiment == path.stem
+        assert path.read_text().splitlines()[0].startswith(f"# Run: python -m pipeline run {path.name}")
+        resolved = to_dict(cfg)
+        for section, values in raw.items():
+            if isinstance(values, dict):
+                for key, value in values.items():
+                    got = resolved[section][key]
+                    assert got == value or (isinstance(value, dict) and value.items() <= got.items()), \
+                        (path.name, section, key)
+        assert validate(resolved) == cfg  # the resolved config is itself a valid config
 
 
 def test_unknown_key_suggests_spelling():

@@ -2,26 +2,13 @@
 a second run is all cached; bad input exits 2 without writing."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli as cli
+
 pytestmark = pytest.mark.slow
-
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=900)
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    first = cli("run", "smoke.yaml", "--out", str(out))
-    assert first.returncode == 0, first.stderr[-3000:]
-    return out, first
 
 
 def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
@@ -51,7 +38,14 @@ def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
     for name, a in arts.items():
         assert a["status"] == "verified", (name, a)
         assert a["max_abs_diff"] <= a["tolerance"]
+    report = json.loads((Path(stages["export"]["dir"]) / "export_report.json").read_text())
+    coreml_how = {report["artifacts"][f]["verified_by"].split(" (")[0] for f in arts if f.startswith("coreml")}
+    assert coreml_how <= {"MIL emulation", "Core ML runtime"} and len(coreml_how) == 1
     assert "summary:" in first.stdout
+    table = {line.split()[0]: line for line in first.stdout.splitlines() if line.startswith("  ")}
+    assert f"verified ({coreml_how.pop()})" in table["coreml_int8"] and "max |diff|" in table["tflite_int8"]
+    flagger = d["flagger"]
+    assert f"precision {flagger['precision']:.2f} recall {flagger['recall']:.2f}" in table["distill"]
 
 
 def test_second_run_is_cached(smoke_run):
