@@ -22,8 +22,9 @@ What
 Why this route
     The project installs with ``pip install -e .`` alone. tflite-support (the official writer) is
     abandoned, clashes with current protobuf and needs libusb, so the metadata flatbuffer is written by
-    :mod:`exporters.tflite_metadata_schema`, a small hand-written encoder keyed by the schema's field
-    ids, on the ``flatbuffers`` runtime that LiteRT already depends on. The model itself is edited as
+    :mod:`exporters.tflite_metadata_schema` with Python bindings that ``flatc`` generated from the
+    same public schema (committed with the command that regenerates them), on the ``flatbuffers``
+    runtime that LiteRT already depends on. The model itself is edited as
     tflite-support's ``MetadataPopulator`` does: unpacked with the object API of the TFLite schema
     bindings shipped in ``ai-edge-litert`` (``ai_edge_litert.schema_py_generated.ModelT``), given a
     new buffer and ``Metadata`` entry, and packed again; buffer data keeps the schema's 16-byte
