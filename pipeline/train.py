@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from pipeline.config import TrainConfig
 from pipeline.device import DeviceInfo
-from pipeline.quant import set_train_mode
+from pipeline.quant.modes import set_train_mode
 from pipeline.runs import atomic_torch_save
 
 log = logging.getLogger(__name__)

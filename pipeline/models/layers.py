@@ -39,6 +39,13 @@ class LabelScale(nn.Module):
         return z * self.scale + self.offset
 
 
+def global_pool(z: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C) spatial mean, written as adaptive average pooling: it exports as ONNX
+    ``GlobalAveragePool`` (which onnxruntime runs in int8 and in its NHWC layout, where ``ReduceMean``
+    over H, W needs a float round trip and a transpose back to NCHW)."""
+    return nn.functional.avg_pool2d(z, z.shape[2:]).flatten(1)
+
+
 def conv_bn(cin: int, cout: int, stride: int = 1, groups: int = 1, k: int = 3,
             act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.models.layers import Affine, LabelScale, conv_bn
+from pipeline.models.layers import Affine, LabelScale, conv_bn, global_pool
 
 
 def _round8(x: float) -> int:
@@ -43,7 +43,7 @@ class TwoHeadStudent(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         z = self.backbone(x)
-        return z.mean(dim=(2, 3)) if z.dim() == 4 else z
+        return global_pool(z) if z.dim() == 4 else z
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.features(x)
@@ -111,5 +111,5 @@ class SingleOutput(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.backbone(x)
         if z.dim() == 4:
-            z = z.mean(dim=(2, 3))
+            z = global_pool(z)
         return self.head(z)
