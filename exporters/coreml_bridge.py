@@ -1,8 +1,7 @@
 """Adapts ``exporters.coreml`` to the family signatures used by the formats table.
 
-``exporters.coreml`` exposes ``export_coreml(model, sample, out_path, precision, meta) -> Path`` and
-``run_coreml(path, inputs) -> (outputs, how)`` (``how`` starts "Core ML runtime" on macOS, "MIL
-emulation" elsewhere). This module gives them the ``(model, sample, out_dir, options)`` shape of every other family
+``exporters.coreml`` exposes ``export_coreml(model, sample, out_path, precision, meta) -> Path``
+(``exporters.runtimes`` runs the result). This module gives them the ``(model, sample, out_dir, options)`` shape of every other family
 and reads the embedded meta back. Normally used via ``export_all``.
 """
 
@@ -11,7 +10,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -27,13 +25,6 @@ def export(model: nn.Module, sample: torch.Tensor, out_dir: Path, options: Expor
     fmt = FORMATS[options.format]
     out_path = Path(out_dir) / f"{fmt.name}{fmt.suffix}"
     return Path(export_coreml(model, sample, out_path, fmt.precision, options.meta))
-
-
-def run(path: Path, inputs: np.ndarray) -> tuple[np.ndarray, str]:
-    from exporters.coreml import run_coreml
-
-    out, how = run_coreml(path, inputs)
-    return np.asarray(out), how
 
 
 def read_meta(path: Path) -> dict | None:

@@ -66,29 +66,26 @@ OUTPUT_STEPS_TOLERANCE = 3
 
 @dataclass(frozen=True)
 class Family:
-    """How one family is exported, run and inspected: ``module:function`` names, imported lazily.
+    """How one family is exported and inspected: ``module:function`` names, imported lazily.
 
-    ``export(model, sample, out_dir, options) -> Path``; ``run(path, inputs) -> (outputs, how)``
-    with inputs already laid out and typed for the artifact; ``read_meta(path) -> dict | None`` returns
-    the meta embedded in the artifact (None when this family cannot read it back here).
+    ``export(model, sample, out_dir, options) -> Path``; ``read_meta(path) -> dict | None`` returns
+    the meta embedded in the artifact (None when this family cannot read it back here). Artifacts are
+    run through ``exporters.runtimes.open_runtime``.
     """
 
     name: str
     export: str
-    run: str
     read_meta: str
     requires: tuple[str, ...]  # importable modules needed to export
     tools: tuple[str, ...]  # distributions whose versions go into the artifact's meta
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
-    Family("onnx", "exporters.onnx:export_onnx", "exporters.onnx:run_onnx", "exporters.onnx:read_onnx_meta",
+    Family("onnx", "exporters.onnx:export_onnx", "exporters.onnx:read_onnx_meta",
            ("onnx", "onnxscript", "onnxsim"), ("torch", "onnx", "onnxscript", "onnxsim", "onnxruntime", "torchao")),
-    Family("tflite", "exporters.tflite:export_tflite", "exporters.tflite:run_tflite",
-           "exporters.tflite:read_tflite_meta", ("litert_torch", "ai_edge_quantizer"),
+    Family("tflite", "exporters.tflite:export_tflite", "exporters.tflite:read_tflite_meta", ("litert_torch", "ai_edge_quantizer"),
            ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao")),
-    Family("coreml", "exporters.coreml_bridge:export", "exporters.coreml_bridge:run",
-           "exporters.coreml_bridge:read_meta", ("exporters.coreml", "coremltools"),
+    Family("coreml", "exporters.coreml_bridge:export", "exporters.coreml_bridge:read_meta", ("exporters.coreml", "coremltools"),
            ("torch", "coremltools", "torchao")),
 ]}
 
@@ -190,10 +187,6 @@ def resolve(ref: str) -> Callable[..., Any]:
 
 def exporter(fmt: Format) -> Callable[..., Any]:
     return resolve(fmt.family_row.export)
-
-
-def runner(fmt: Format) -> Callable[..., Any]:
-    return resolve(fmt.family_row.run)
 
 
 def meta_reader(fmt: Format) -> Callable[..., Any]:

@@ -18,7 +18,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -89,23 +88,6 @@ def export_onnx(model: nn.Module, sample: torch.Tensor, out_dir: Path, options: 
     log.info("wrote %s (%d bytes, opset %d, %d nodes)", path, path.stat().st_size, options.opset,
              len(proto.graph.node))
     return path
-
-
-def run_onnx(path: Path, inputs: np.ndarray) -> tuple[np.ndarray, str]:
-    """Outputs of the artifact on ``inputs`` (already laid out for it) in onnxruntime, CPU."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    if isinstance(inp.shape[0], int) and inp.shape[0] != inputs.shape[0]:  # fixed batch: one by one
-        outs = [sess.run(None, {inp.name: inputs[i:i + 1]})[0] for i in range(inputs.shape[0])]
-        out = np.concatenate(outs)
-    else:
-        out = sess.run(None, {inp.name: inputs})[0]
-    return out, f"onnxruntime {ort.__version__} CPUExecutionProvider"
 
 
 def read_onnx_meta(path: Path) -> dict | None:

@@ -21,8 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.formats import FORMATS, OUTPUT_STEPS_TOLERANCE, Format, missing_runtime, runner
-from exporters.qdq import dequantize_np, quantize_np
+from exporters.artifact_io import (  # noqa: F401  (runtime_inputs, runtime_outputs re-exported)
+    dequantize_np,
+    io_quantization,
+    quantize_np,
+    runtime_inputs,
+    runtime_outputs,
+)
+from exporters.formats import FORMATS, OUTPUT_STEPS_TOLERANCE, Format, missing_runtime
+from exporters.runtimes import open_runtime
 
 log = logging.getLogger(__name__)
 
@@ -73,30 +80,9 @@ def torch_outputs(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     return y.detach().float().cpu().numpy()
 
 
-def _q(entry: dict) -> tuple[float, int] | None:
-    q = entry.get("quantization")
-    return (float(q["scale"]), int(q["zero_point"])) if q else None
-
-
-def runtime_inputs(x: np.ndarray, meta: dict) -> np.ndarray:
-    """NCHW float inputs laid out and typed as the artifact expects."""
-    inp = meta["input"]
-    if x.ndim == 4 and inp["layout"] == "NHWC":
-        x = x.transpose(0, 2, 3, 1)
-    q = _q(inp)
-    return np.ascontiguousarray(quantize_np(x, *q, inp["dtype"]) if q else x.astype(np.float32))
-
-
-def runtime_outputs(y: np.ndarray, meta: dict) -> np.ndarray:
-    """Artifact outputs in label units (dequantized when the output is quantized)."""
-    q = _q(meta["outputs"][0])
-    y = dequantize_np(y, *q) if q else np.asarray(y, np.float32)
-    return y.reshape(y.shape[0], -1)
-
-
 def reference_outputs(model: nn.Module, x: np.ndarray, meta: dict) -> np.ndarray:
     """The torch model's outputs with the artifact's I/O quantization applied to its input and output."""
-    in_q, out_q = _q(meta["input"]), _q(meta["outputs"][0])
+    in_q, out_q = io_quantization(meta["input"]), io_quantization(meta["outputs"][0])
     if in_q:
         x = dequantize_np(quantize_np(x, *in_q, meta["input"]["dtype"]), *in_q)
     y = torch_outputs(model, torch.from_numpy(np.ascontiguousarray(x, np.float32)))
@@ -115,7 +101,7 @@ def check_parity(fmt: Format | str, path: Path, meta: dict, inputs: torch.Tensor
     """Run the artifact at ``path`` on ``inputs`` (NCHW) and compare with its torch source."""
     fmt = FORMATS[fmt] if isinstance(fmt, str) else fmt
     tol = fmt.tolerance if tolerance is None else float(tolerance)
-    out_q = _q(meta["outputs"][0])
+    out_q = io_quantization(meta["outputs"][0])
     if out_q:  # both sides are rounded to the output grid: allow a few steps of it
         tol = max(tol, OUTPUT_STEPS_TOLERANCE * out_q[0])
     x = inputs.detach().float().cpu().numpy()
@@ -127,7 +113,12 @@ def check_parity(fmt: Format | str, path: Path, meta: dict, inputs: torch.Tensor
     if reference is None:
         return ParityResult(fmt.name, "skipped", "no reference torch model", tolerance=tol, n_samples=len(x))
     try:
-        raw, how = runner(fmt)(Path(path), runtime_inputs(x, meta))
+        session = open_runtime(fmt, Path(path), threads=1)
+        try:
+            raw = session.run(runtime_inputs(x, meta))
+        finally:
+            session.close()
+        how = session.how
     except Exception as exc:  # the artifact does not load or run: a failure, reported with the error
         log.exception("%s did not run in %s", fmt.name, fmt.runtime)
         return ParityResult(fmt.name, "failed", f"runtime: {type(exc).__name__}: {str(exc)[:1000]}",

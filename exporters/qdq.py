@@ -21,6 +21,8 @@ import torch
 from torch import fx, nn
 from torch.ao.quantization.fx._decomposed import quantized_decomposed_lib  # noqa: F401  (registers the ops)
 
+from exporters.artifact_io import dequantize_np, quantize_np  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
 
 _QD = torch.ops.quantized_decomposed
@@ -94,17 +96,6 @@ def output_passthrough_quantization(model: nn.Module) -> tuple[float, int] | Non
         else:
             return None
     return None
-
-
-def quantize_np(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:
-    """Affine quantization as TFLite and torch do it: round-half-even, then clamp to the dtype."""
-    info = np.iinfo(dtype)
-    q = np.round(np.asarray(x, np.float64) / scale) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
-def dequantize_np(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    return ((np.asarray(q, np.float64) - zero_point) * scale).astype(np.float32)
 
 
 def fake_quant(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:

@@ -175,23 +175,6 @@ def export_tflite(model: nn.Module, sample: torch.Tensor, out_dir: Path, options
     return path
 
 
-def run_tflite(path: Path, inputs: np.ndarray) -> tuple[np.ndarray, str]:
-    """Outputs of the artifact on ``inputs`` (laid out and typed for it), one sample per invoke."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(path), num_threads=1)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    if np.dtype(inp["dtype"]) != inputs.dtype:
-        raise TypeError(f"{path.name} takes {np.dtype(inp['dtype']).name} input, got {inputs.dtype}")
-    outs = []
-    for i in range(inputs.shape[0]):
-        interp.set_tensor(inp["index"], inputs[i:i + 1])
-        interp.invoke()
-        outs.append(interp.get_tensor(out["index"]).copy())
-    return np.concatenate(outs), "ai_edge_litert.interpreter.Interpreter (CPU, XNNPACK)"
-
-
 def read_tflite_meta(path: Path) -> dict | None:
     """The meta embedded in a .tflite (None when the metadata module is not available)."""
     if not has_module(METADATA_MODULE):

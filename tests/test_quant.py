@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from pipeline import quant
+from pipeline.quant.graph import _attr
 
 torch.set_num_threads(1)
 
@@ -123,7 +124,7 @@ def _bn_buffers(prepared: torch.fx.GraphModule) -> dict[str, torch.Tensor]:
 
 
 def _fq_scales(prepared: torch.fx.GraphModule) -> list[torch.Tensor]:
-    return [m.scale.clone() for m in quant._observers(prepared)]
+    return [m.scale.clone() for m in quant.observers(prepared)]
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +184,8 @@ def test_converted_holds_int8_weights_and_qdq_without_batchnorm(cnn_qat):
     # The int8 weights are real int8 tensors in the symmetric range, per output channel.
     for node in converted.graph.nodes:
         if node.op == "call_function" and "dequantize_per_channel" in str(node.target):
-            w = quant._attr(converted, node.args[0].target)
-            scales = quant._attr(converted, node.args[1].target)
+            w = _attr(converted, node.args[0].target)
+            scales = _attr(converted, node.args[1].target)
             assert w.dtype == torch.int8
             assert int(w.min()) >= -127 and int(w.max()) <= 127
             assert scales.numel() == w.shape[0] and bool((scales > 0).all())
@@ -296,7 +297,7 @@ def test_ptq_calibration_changes_observer_ranges():
     prepared = quant.prepare_ptq(model, _images(4, 20))
     # BN is folded into the convs at prepare time for PTQ.
     assert not any("batch_norm" in str(n.target) for n in prepared.graph.nodes)
-    obs = [m for m in quant._observers(prepared) if hasattr(m, "min_val") and m.min_val.dim() == 0]
+    obs = [m for m in quant.observers(prepared) if hasattr(m, "min_val") and m.min_val.dim() == 0]
     assert obs
     assert all(not math.isfinite(float(m.max_val)) or float(m.max_val) == float(m.min_val) for m in obs)
     assert quant.calibrate(prepared, [_images(8, 21 + i) for i in range(3)]) == 3
@@ -312,97 +313,77 @@ def test_ptq_calibration_changes_observer_ranges():
     assert float((y - ref).abs().max()) < 0.1 * float(ref.abs().max()) + 5 * _output_step(converted)
 
 
-def test_int8_onnx_export(cnn_qat, tmp_path):
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+@pytest.fixture(scope="module")
+def shipped_int8(tmp_path_factory):
+    """The real student (model table), PTQ-converted and exported by the shipped int8 route."""
+    from exporters.export import export_all
+    from exporters.formats import ExportOptions
+    from exporters.metadata import base_meta
+    from tests.conftest import make_tiny_student, tiny_images
 
-    converted, x = cnn_qat["converted"], cnn_qat["x"]
-    data = quant.to_onnx_int8(converted, x[:2])
-    m = onnx.load_from_string(data)
-    ops = [n.op_type for n in m.graph.node]
-    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
-    int8_inits = [i for i in m.graph.initializer if i.data_type == onnx.TensorProto.INT8]
-    assert len(int8_inits) >= 6
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    step = _output_step(converted)
-    for n in (1, 5):
-        out = sess.run(None, {sess.get_inputs()[0].name: x[:n].numpy()})[0]
-        with torch.no_grad():
-            ref = converted(x[:n]).numpy()
-        assert out.shape == (n, 3)
-        assert np.abs(out - ref).max() <= step + 1e-5, (np.abs(out - ref).max(), step)
-
-
-def _tflite(data: bytes):
-    interp = pytest.importorskip("ai_edge_litert.interpreter")
-    it = interp.Interpreter(
-        model_content=data,
-        experimental_op_resolver_type=interp.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    return it
-
-
-def _tflite_run(it, x: np.ndarray) -> np.ndarray:
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    it.resize_tensor_input(inp["index"], list(x.shape))
-    it.allocate_tensors()
-    it.set_tensor(inp["index"], x)
-    it.invoke()
-    return it.get_tensor(out["index"])
-
-
-def _int8_kernels(it) -> list[str]:
-    tensors = {d["index"]: d for d in it.get_tensor_details()}
-    return [op["op_name"] for op in it._get_ops_details()
-            if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-            and all(tensors[i]["dtype"] == np.int8 for i in op["inputs"][:2])]
-
-
-def test_int8_tflite_export(cnn_qat):
-    pytest.importorskip("litert_torch")
-    converted, x = cnn_qat["converted"], cnn_qat["x"]
-    it = _tflite(quant.to_tflite_int8(converted, x[:1]))
-    assert len(_int8_kernels(it)) == 6, _int8_kernels(it)
-    assert it.get_input_details()[0]["dtype"] == np.float32
-    assert it.get_output_details()[0]["dtype"] == np.float32
-    step = _output_step(converted)
-    for n in (1, 5):
-        y = _tflite_run(it, x[:n].numpy())
-        with torch.no_grad():
-            ref = converted(x[:n]).numpy()
-        assert y.shape == (n, 3)
-        # int8 kernels requantize with fixed-point multipliers: a rounding may differ by an LSB.
-        assert np.abs(y - ref).max() <= 2 * step + 1e-5, (np.abs(y - ref).max(), step)
-
-
-def test_tflite_float_io_when_graph_boundary_is_quantized():
-    """Zero input mean and output offset fold away, so the converter would make the I/O int8."""
-    pytest.importorskip("litert_torch")
-    torch.manual_seed(3)
-    model = TinyMLP().eval()
-    prepared = quant.prepare_ptq(model, _toy(4, 0)[0])
-    quant.calibrate(prepared, [_toy(64, 1 + i)[0] for i in range(2)])
+    model = make_tiny_student("mobile_xs", width_mult=0.5)
+    prepared = quant.prepare_ptq(model, tiny_images(2, 1))
+    quant.calibrate(prepared, [tiny_images(32, 300 + i) for i in range(3)])
     converted = quant.convert(prepared)
-    raw = _tflite(quant.to_tflite_int8(converted, _toy(1, 0)[0], float_io=False))
-    assert raw.get_input_details()[0]["dtype"] == np.int8  # what the wrapper is for
-    it = _tflite(quant.to_tflite_int8(converted, _toy(1, 0)[0]))
-    assert it.get_input_details()[0]["dtype"] == np.float32
-    assert it.get_output_details()[0]["dtype"] == np.float32
-    assert len(_int8_kernels(it)) == 3
-    x = _toy(32, 7)[0]
-    y = _tflite_run(it, x.numpy())
-    with torch.no_grad():
-        ref = converted(x).numpy()
-    assert np.abs(y - ref).max() <= 2 * _output_step(converted) + 1e-6
+    out = tmp_path_factory.mktemp("int8")
+    meta = base_meta(name="tiny", version="0", description="tiny student", author="tests", license="Apache-2.0",
+                     config_hash="0")
+    report = export_all(model, converted, tiny_images(8, 7), out, ["onnx_int8", "tflite_int8"], meta,
+                        ExportOptions())
+    return report, out
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_qat_on_cuda():
-    model = _warm_bn(TinyStudent(width=8)).cuda()
-    prepared = quant.prepare_qat(model, _images(4, 50).cuda())
-    quant.set_train_mode(prepared, True)
-    loss = prepared(_images(4, 51).cuda()).pow(2).mean()
-    loss.backward()
-    assert all(bool(torch.isfinite(p.grad).all()) for p in prepared.parameters() if p.grad is not None)
-    converted = quant.convert(prepared)
-    assert quant.quant_summary(converted)["weighted_ops_int8"] == 6
+def test_int8_artifacts_verified_against_converted_model(shipped_int8):
+    report, _ = shipped_int8
+    assert {n: r["status"] for n, r in report["artifacts"].items()} == {"onnx_int8": "verified",
+                                                                          "tflite_int8": "verified"}
+
+
+def _ort_optimized_ops(path) -> list[str]:
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(path) + ".opt.onnx"
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+
+
+def test_int8_onnx_has_no_float_activation_islands(shipped_int8):
+    """After onnxruntime's QDQ fusion every conv is a QLinearConv and the graph leaves int8 only at the
+    end: one QuantizeLinear (the float input), one DequantizeLinear (the output), no float Clip."""
+    _, out = shipped_int8
+    ops = _ort_optimized_ops(out / "onnx_int8" / "onnx_int8.onnx")
+    assert "Conv" not in ops and ops.count("QLinearConv") == 11, ops
+    assert "Clip" not in ops and "Relu" not in ops, ops
+    assert ops.count("QuantizeLinear") == 1 and ops.count("DequantizeLinear") == 1, ops
+    assert "QLinearAveragePool" in ops and "ReduceMean" not in ops, ops
+
+
+def _tflite_ops(path) -> list[tuple[str, list[str]]]:
+    """(op name, input dtypes) in execution order."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    tensors = {d["index"]: np.dtype(d["dtype"]).name for d in it.get_tensor_details()}
+    return [(op["op_name"], [tensors.get(i, "none") for i in op["inputs"] if i >= 0])
+            for op in it._get_ops_details()]
+
+
+def test_int8_tflite_has_no_float_activation_islands(shipped_int8):
+    """One float->int8 QUANTIZE after the float normalization, then int8 kernels only (activations fused
+    into the convs, pooling in NHWC without a TRANSPOSE back to NCHW, no DEQUANTIZE in between)."""
+    _, out = shipped_int8
+    ops = [(n, d) for n, d in _tflite_ops(out / "tflite_int8" / "tflite_int8.tflite") if n != "DELEGATE"]
+    names = [n for n, _ in ops]
+    entry = [i for i, (n, d) in enumerate(ops) if n == "QUANTIZE" and d[0] == "float32"]
+    assert len(entry) == 1, names
+    body = ops[entry[0] + 1:]
+    assert "TRANSPOSE" not in names and "MEAN" not in names and "DEQUANTIZE" not in names[:-1], names
+    weighted = [(n, d) for n, d in body if n in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert len(weighted) == 13, names
+    assert all(d[0] == "int8" and d[1] == "int8" for _, d in weighted), weighted
+    assert not [n for n, d in body if d and d[0] == "float32"], names

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.ao.quantization.fx._decomposed import quantized_decomposed_lib  # noqa: F401  (registers the ops)
 from torch.fx import GraphModule, Node
 
 from pipeline.quant.quantizer import op_name
