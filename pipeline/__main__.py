@@ -5,6 +5,8 @@ Commands:
   validate CONFIG [key.path=value ...]      check a config; print nothing else on success
   show-config CONFIG [key.path=value ...]   print the resolved config (every default filled in)
   export RUN_DIR [--formats NAME ...] [--int8-io]   re-export a finished run (runs/<experiment>)
+  bench RUN_DIR [--backends ..] [--threads 1,2] [--repeats N] [--device adb:SERIAL --benchmark-model PATH]
+                                            benchmark a finished run's artifacts (host and Android)
   presets                                   list the bundled presets
   init NAME [DEST]                          copy a bundled preset to edit
   dataset check --format FORMAT --root DIR [key.path=value ...] [--json]   what a dataset on disk holds
@@ -73,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir", help="a run folder, <out>/<experiment>, holding config.yaml")
     ex.add_argument("--formats", nargs="+", help="format names (default: the run's export.formats)")
     ex.add_argument("--int8-io", action="store_true", help="tflite_int8 with int8 input/output tensors")
+    be = sub.add_parser("bench", help="benchmark a finished run's artifacts: python -m pipeline bench runs/NAME")
+    be.add_argument("run_dir", help="a run folder, <out>/<experiment>, holding config.yaml")
+    be.add_argument("--backends", help="comma-separated: torch,onnxruntime,litert,coreml,android (default: all)")
+    be.add_argument("--threads", help="comma-separated CPU thread counts, e.g. 1,2 (default: the run's)")
+    be.add_argument("--repeats", type=int, help="timing repeats per artifact and thread count")
+    be.add_argument("--device", metavar="adb:SERIAL", help="also run on an Android device over adb ('adb' alone: "
+                    "the only attached device)")
+    be.add_argument("--benchmark-model", metavar="PATH", help="the benchmark_model binary to push to the device")
     sub.add_parser("presets", help="list bundled presets")
     init = sub.add_parser("init", help="copy a bundled preset to edit")
     init.add_argument("name")
@@ -155,29 +165,67 @@ def _check_stages(names: list[str], flag: str) -> None:
         raise ConfigError([f"{flag} {b}: unknown stage; use one of: {', '.join(known)}" for b in bad])
 
 
-def _export(args) -> int:
-    """Rerun only the export stage of an existing run, reusing its trained models."""
+def _rerun(run_dir: Path, stage: str, overrides: list[str], needs_complete: tuple[str, ...]):
+    """Rerun one stage of an existing run, reusing its upstream stages (which must be complete)."""
     from pipeline.orchestrate import plan, run_pipeline
 
-    run_dir = Path(args.run_dir)
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise ConfigError([f"{run_dir}: not a run folder (no config.yaml); give <out>/<experiment> of a "
                            "finished `python -m pipeline run`"])
+    cfg = load_config(str(config_file), overrides)
+    out = run_dir.parent
+    missing = [p.stage.name for p in plan(cfg, out) if p.stage.name in needs_complete and not p.dir.is_complete()]
+    if missing:
+        raise ConfigError([f"{run_dir}: stage(s) {', '.join(missing)} are not complete; run "
+                           f"`python -m pipeline run {config_file}` first"])
+    return run_pipeline(cfg, out, force={stage}, only={stage}, config_source=str(config_file))
+
+
+def _export(args) -> int:
+    """Rerun only the export stage of an existing run, reusing its trained models."""
     overrides = []
     if args.formats:
         overrides.append(f"export.formats=[{','.join(args.formats)}]")
     if args.int8_io:
         overrides.append("export.int8_io=true")
-    cfg = load_config(str(config_file), overrides)
-    out = run_dir.parent
-    missing = [p.stage.name for p in plan(cfg, out) if p.stage.name in ("data", "teacher", "distill")
-               and not p.dir.is_complete()]
-    if missing:
-        raise ConfigError([f"{run_dir}: stage(s) {', '.join(missing)} are not complete; run "
-                           f"`python -m pipeline run {config_file}` first"])
-    result = run_pipeline(cfg, out, force={"export"}, only={"export"}, config_source=str(config_file))
+    result = _rerun(Path(args.run_dir), "export", overrides, ("data", "teacher", "distill"))
     _print_summary(result)
+    return EXIT_STAGE_FAILED if result.failed else 0
+
+
+def _bench(args) -> int:
+    """Rerun only the benchmark stage of a finished run and print its table."""
+    overrides = []
+    if args.backends:
+        overrides.append(f"benchmark.backends=[{args.backends}]")
+    if args.threads:
+        overrides.append(f"benchmark.threads=[{args.threads}]")
+    if args.repeats is not None:
+        overrides.append(f"benchmark.repeats={args.repeats}")
+    if args.device:
+        kind, _, serial = args.device.partition(":")
+        if kind != "adb":
+            raise ConfigError([f"--device {args.device}: unknown device kind; use adb or adb:SERIAL"])
+        overrides.append(f"benchmark.android.serial='{serial}'")
+        if not args.benchmark_model:
+            raise ConfigError(["--device needs --benchmark-model PATH (the benchmark_model binary to push; "
+                               "see README, Benchmarks)"])
+    if args.benchmark_model:
+        if not Path(args.benchmark_model).is_file():
+            raise ConfigError([f"--benchmark-model {args.benchmark_model}: no such file; give the path of a "
+                               "benchmark_model binary built for the phone's ABI"])
+        overrides.append(f"benchmark.android.benchmark_model='{Path(args.benchmark_model).resolve()}'")
+    result = _rerun(Path(args.run_dir), "benchmark", overrides, ("data", "teacher", "distill", "export"))
+    _print_summary(result)
+    stage = result.summary["stages"].get("benchmark", {})
+    bench_json = Path(stage.get("dir", "")) / "benchmark.json"
+    if bench_json.is_file():
+        import json
+
+        from benchmarks.harness import format_table
+
+        print("\n" + format_table(json.loads(bench_json.read_text())))
     return EXIT_STAGE_FAILED if result.failed else 0
 
 
@@ -218,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "export":
             return _export(args)
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "dataset":
             from pipeline.data.check import main as dataset_check
 

@@ -167,6 +167,34 @@ class ExportConfig:
 
 
 @dataclass
+class AndroidBenchConfig:
+    """A phone over adb; rows are skipped (with the reason) while ``benchmark_model`` is empty."""
+
+    benchmark_model: str = option("", "path to a benchmark_model binary for Android (not on PyPI; see README)")
+    serial: str = option("", "adb device serial (empty: the only attached device)")
+    delegate: Literal["xnnpack", "gpu", "nnapi", "cpu"] = option("xnnpack", "delegate benchmark_model applies")
+    warmup_runs: int = option(10, "untimed runs on the device", min=0)
+    num_runs: int = option(100, "timed runs on the device", min=1)
+    taskset: str = option("", "CPU mask to pin benchmark_model to (e.g. f0 for the big cores); empty: no pinning")
+
+
+@dataclass
+class BenchmarkConfig:
+    enabled: bool = option(True, "run the benchmark stage (false: the stage is skipped)")
+    backends: list[str] = option(["torch", "onnxruntime", "litert", "coreml", "android"],
+                                 "backends to measure (torch, onnxruntime, litert, coreml, android)")
+    threads: list[int] = option([1, 2], "CPU thread counts; every artifact is timed at each")
+    teacher_formats: list[str] = option(["onnx_fp32", "tflite_fp32"],
+                                        "formats the teacher is exported to, so student/teacher ratios are measured")
+    repeats: int = option(5, "timing repeats per artifact and thread count (the spread is reported)", min=1, max=100)
+    warmup: int = option(50, "untimed calls before each repeat", min=0)
+    min_runs: int = option(100, "timed calls per repeat, at least", min=1)
+    min_time_s: float = option(0.2, "seconds per repeat, at least", min=0)
+    profile: bool = option(True, "per-op profile where the runtime offers one (onnxruntime on the host)")
+    android: AndroidBenchConfig = field(default_factory=AndroidBenchConfig)
+
+
+@dataclass
 class Config:
     experiment: str = option("face_pose", "run folder name under --out")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: CUDA when present, else CPU")
@@ -176,6 +204,7 @@ class Config:
     distill: DistillConfig = field(default_factory=DistillConfig)
     qat: QatConfig = field(default_factory=QatConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
 
 defaults_of(Config)
@@ -247,6 +276,18 @@ def consistency_problems(cfg: Config) -> list[str]:
     for i, name in enumerate(cfg.export.formats):
         if name not in FORMATS:
             out.append(f"export.formats[{i}]: unknown format {name!r}; use any of: " + ", ".join(FORMATS))
+    for i, name in enumerate(cfg.benchmark.teacher_formats):
+        if name not in FORMATS or FORMATS[name].needs_int8_model:
+            out.append(f"benchmark.teacher_formats[{i}]: {name!r} is not a float format; use any of: "
+                       + ", ".join(n for n, f in FORMATS.items() if not f.needs_int8_model))
+    from benchmarks.backends import BACKENDS
+
+    for i, name in enumerate(cfg.benchmark.backends):
+        if name not in BACKENDS:
+            out.append(f"benchmark.backends[{i}]: unknown backend {name!r}; use any of: " + ", ".join(BACKENDS))
+    for i, n in enumerate(cfg.benchmark.threads):
+        if n < 1:
+            out.append(f"benchmark.threads[{i}]: {n} threads; use 1 or more")
     if len(set(cfg.export.formats)) != len(cfg.export.formats):
         out.append("export.formats: a format is listed twice; list each once")
     out += data_problems(cfg.data)

@@ -15,7 +15,7 @@ def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
     out, first = smoke_run
     summary = json.loads((out / "smoke" / "summary.json").read_text())
     stages = summary["stages"]
-    assert [s for s in stages] == ["source", "data", "teacher", "distill", "qat", "export"]
+    assert [s for s in stages] == ["source", "data", "teacher", "distill", "qat", "export", "benchmark"]
     assert all(s["status"] == "ran" for s in stages.values()), stages
     for name, entry in stages.items():
         manifest = json.loads((Path(entry["dir"]) / "manifest.json").read_text())
@@ -39,6 +39,14 @@ def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
         assert a["status"] == "verified", (name, a)
         assert a["max_abs_diff"] <= a["tolerance"]
     report = json.loads((Path(stages["export"]["dir"]) / "export_report.json").read_text())
+    bench = json.loads((Path(stages["benchmark"]["dir"]) / "benchmark.json").read_text())
+    timed = {(r["artifact"], r["backend"]): r for r in bench["rows"] if r["status"] == "ok"}
+    # every host-runnable student and teacher artifact is timed and scored on the whole test split
+    for key in [("student/onnx_int8", "onnxruntime"), ("student/tflite_int8", "litert"),
+                ("teacher/tflite_fp32", "litert"), ("teacher/onnx_fp32", "onnxruntime"),
+                ("student/torch_int8", "torch")]:
+        assert key in timed and timed[key]["p50_ms"] > 0 and timed[key]["test_mae"] is not None, key
+    assert stages["benchmark"]["metrics"]["headline"]["int8_vs_fp32_tflite_p50"] > 0
     coreml_how = {report["artifacts"][f]["verified_by"].split(" (")[0] for f in arts if f.startswith("coreml")}
     assert coreml_how <= {"MIL emulation", "Core ML runtime"} and len(coreml_how) == 1
     assert "summary:" in first.stdout

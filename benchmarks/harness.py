@@ -1,0 +1,196 @@
+"""The benchmark harness: every model of a run x backend x thread count, one row each.
+
+For each :class:`Target` and thread count it starts one worker process (:mod:`benchmarks.worker`)
+that opens the model once, warms up and times bounded runs, repeated; it measures the target's own
+clean-test error in this process (:mod:`benchmarks.accuracy`), and reads achieved MAC/s against the
+host's measured matmul peak. A backend that fails or is absent becomes a row with a ``failed: ...``
+or ``skipped: ...`` status, never a crash. Android rows come from :mod:`benchmarks.android`.
+
+Results: ``benchmark.json`` (host, rows with every repeat, op profiles, headline ratios) and
+``benchmark.csv`` (one flat row per artifact x backend x threads), and :func:`format_table`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from benchmarks.backends import BACKENDS, FAMILY_BACKEND  # noqa: F401  (re-exported)
+from benchmarks.host import cpu_description, matmul_peak_macs
+from benchmarks.timing import TimingPlan
+
+log = logging.getLogger(__name__)
+
+CSV_FIELDS = ("artifact", "model", "format", "precision", "backend", "threads", "device", "status", "size_bytes",
+              "params", "macs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "p50_min_ms", "p50_max_ms",
+              "runs", "macs_per_s", "peak_fraction", "test_mae", "how")
+WORKER_TIMEOUT_S = 600
+
+
+@dataclass
+class Target:
+    """One model to measure. ``path``: the artifact, or the stage folder for torch models."""
+
+    artifact: str  # a readable id, e.g. "student/tflite_int8"
+    model: str  # "student" | "teacher"
+    format: str  # a FORMATS name, or torch_fp32 / torch_int8 / torch_teacher
+    precision: str
+    backend: str
+    path: Path
+    meta: Path | None = None  # model_meta.json beside an artifact
+    params: int | None = None
+    macs: int | None = None
+    shape: list[int] = field(default_factory=list)  # torch input shape (batch 1)
+
+    @property
+    def size_bytes(self) -> int | None:
+        p = Path(self.path)
+        if self.backend == "torch" or not p.exists():
+            return None
+        return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def _row(t: Target, threads: int, device: str, status: str) -> dict:
+    return {"artifact": t.artifact, "model": t.model, "format": t.format, "precision": t.precision,
+            "backend": t.backend, "threads": threads, "device": device, "status": status,
+            "size_bytes": t.size_bytes, "params": t.params, "macs": t.macs}
+
+
+def _unavailable(t: Target) -> str | None:
+    """A reason this host cannot time the target, or None."""
+    import platform
+
+    from exporters.formats import has_module
+
+    if t.backend == "coreml" and platform.system() != "Darwin":
+        return "skipped: needs macOS (Core ML runtime); on Linux parity uses a MIL emulation, not timed"
+    need = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "coreml": "coremltools", "torch": "torch"}
+    mod = need.get(t.backend)
+    if mod and not has_module(mod):
+        return f"skipped: {mod} is not installed"
+    return None
+
+
+def run_worker(t: Target, threads: int, plan: TimingPlan, profile: bool) -> dict:
+    job = {"backend": t.backend, "format": t.format, "path": str(t.path), "threads": threads,
+           "meta": str(t.meta) if t.meta else None, "plan": asdict(plan), "profile": profile, "shape": t.shape}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(job)], capture_output=True,
+                          text=True, timeout=WORKER_TIMEOUT_S)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"worker exited {proc.returncode}: {tail[:300]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_host(t: Target, threads: int, plan: TimingPlan, profile: bool, peak: float, device: str) -> dict:
+    reason = _unavailable(t)
+    if reason:
+        return _row(t, threads, device, reason)
+    row = _row(t, threads, device, "ok")
+    try:
+        res = run_worker(t, threads, plan, profile)
+    except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
+        row["status"] = f"failed: {exc}"
+        log.warning("%s %s x%d: %s", t.artifact, t.backend, threads, row["status"])
+        return row
+    lat = res["latency"]
+    row.update({k: round(v, 5) if isinstance(v, float) else v for k, v in lat.items()})
+    row["how"], row["repeats_detail"], row["profile"] = res["how"], res["repeats"], res["profile"]
+    if t.macs:
+        row["macs_per_s"] = t.macs / (lat["p50_ms"] / 1e3)
+        row["peak_fraction"] = round(row["macs_per_s"] / peak, 5) if peak else None
+    return row
+
+
+def run_benchmark(targets: list[Target], threads: list[int], plan: TimingPlan, errors: dict[str, dict],
+                  profile: bool = True, android_rows: list[dict] | None = None) -> dict:
+    """Time every target at every thread count; ``errors`` maps artifact id -> its own test error."""
+    host = cpu_description()
+    peaks = {n: matmul_peak_macs(n) for n in threads}
+    host["matmul_peak_macs_per_s"] = {str(n): round(p) for n, p in peaks.items()}
+    device = f"host: {host['cpu']} ({host['cores']} cores)"
+    rows = []
+    for t in targets:
+        for n in threads:
+            row = measure_host(t, n, plan, profile, peaks[n], device)
+            err = errors.get(t.artifact) or {}
+            row["test_mae"] = err.get("test_mae")
+            row["test_mae_per_output"] = err.get("test_mae_per_output")
+            if "error_status" in err:
+                row["error_status"] = err["error_status"]
+            log.info("bench %-22s %-11s x%d %-8s p50 %s ms  test MAE %s", t.artifact, t.backend, n,
+                     row["status"][:8], row.get("p50_ms"), row["test_mae"])
+            rows.append(row)
+    rows += android_rows or []
+    return {"host": host, "plan": asdict(plan), "threads": threads, "rows": rows, "headline": headline(rows)}
+
+
+def _p50(rows: list[dict], artifact: str, backend: str, threads: int = 1) -> float | None:
+    for r in rows:
+        if r["artifact"] == artifact and r["backend"] == backend and r["threads"] == threads and r.get("p50_ms"):
+            return r["p50_ms"]
+    return None
+
+
+def headline(rows: list[dict]) -> dict:
+    """The ratios that matter, each from figures of this one run (1 thread)."""
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 4) if a and b else None
+
+    s = "student/"
+    out = {
+        "int8_vs_fp32_tflite_p50": ratio(_p50(rows, s + "tflite_int8", "litert"), _p50(rows, s + "tflite_fp32", "litert")),
+        "int8_vs_fp32_onnx_p50": ratio(_p50(rows, s + "onnx_int8", "onnxruntime"),
+                                       _p50(rows, s + "onnx_fp32", "onnxruntime")),
+        "student_int8_tflite_vs_teacher_fp32_tflite_p50": ratio(_p50(rows, s + "tflite_int8", "litert"),
+                                                                _p50(rows, "teacher/tflite_fp32", "litert")),
+        "student_int8_tflite_p50_ms": _p50(rows, s + "tflite_int8", "litert"),
+        "teacher_fp32_tflite_p50_ms": _p50(rows, "teacher/tflite_fp32", "litert"),
+    }
+    maes = {r["artifact"]: r["test_mae"] for r in rows if r.get("test_mae") is not None}
+    float_mae = maes.get(s + "torch_fp32")
+    int8 = {a: m for a, m in maes.items() if a.startswith(s) and "int8" in a}
+    if float_mae is not None and int8:
+        out["float_student_test_mae"] = float_mae
+        out["worst_int8_minus_float_mae"] = round(max(int8.values()) - float_mae, 4)
+    return out
+
+
+def write_results(result: dict, out_dir: Path) -> tuple[Path, Path]:
+    from pipeline.runs import atomic_write_json, atomic_write_text
+
+    json_path = atomic_write_json(Path(out_dir) / "benchmark.json", result)
+    lines: list[dict] = []
+    for r in result["rows"]:
+        lines.append({k: r.get(k) for k in CSV_FIELDS})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    w.writerows(lines)
+    csv_path = atomic_write_text(Path(out_dir) / "benchmark.csv", buf.getvalue())
+    return json_path, csv_path
+
+
+def format_table(result: dict) -> str:
+    """A fixed-width table of the rows, for the console and logs."""
+    head = f"{'artifact':<22} {'backend':<11} {'thr':>3} {'p50 ms':>8} {'p50 spread':>17} {'p99 ms':>8} " \
+           f"{'size KB':>8} {'MAE':>7}  status"
+    out = [head, "-" * len(head)]
+    for r in result["rows"]:
+        spread = f"{r['p50_min_ms']:.4f}-{r['p50_max_ms']:.4f}" if r.get("p50_min_ms") is not None else ""
+        def f(v: object, spec: str) -> str:
+            return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+        size = f(r["size_bytes"] / 1024, ".1f") if r.get("size_bytes") else ""
+        out.append(f"{r['artifact']:<22} {r['backend']:<11} {r['threads']:>3} {f(r.get('p50_ms'), '.4f'):>8} "
+                   f"{spread:>17} {f(r.get('p99_ms'), '.4f'):>8} {size:>8} {f(r.get('test_mae'), '.3f'):>7}  "
+                   f"{r['status'][:60]}")
+    h = result["headline"]
+    out.append("")
+    out += [f"{k}: {v}" for k, v in h.items()]
+    return "\n".join(out)
