@@ -4,6 +4,15 @@ A stage whose folder's manifest says complete is ``cached``; otherwise it runs (
 recovery checkpoint if a previous run was killed). ``force`` reruns the named stages and everything
 downstream from scratch. A failing stage is recorded as ``failed`` with its reason and every stage
 that needs it as ``skipped``; ``<out>/<experiment>/summary.json`` is written after every stage.
+
+A failure the user can fix (:class:`~pipeline.runs.UserError`, a dataset :class:`SourceError`) is
+marked ``user_error`` so the command exits with code 2; the traceback of any failure goes to the
+stage's ``stage.log`` and reaches the console only with ``debug``. Before anything runs, the output
+folder is probed for writability and the dataset paths are checked (:func:`preflight`).
+
+Under ``torchrun`` every rank walks the same plan: training stages (``DISTRIBUTED_STAGES``) run on
+every rank, the others on rank 0 alone, and each stage ends with a barrier that also tells every rank
+whether the stage failed anywhere; rank 0 writes all folders, manifests and the summary.
 """
 
 from __future__ import annotations
@@ -17,16 +26,20 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import Config
-from pipeline.device import resolve_device
-from pipeline.runs import StageContext, StageDir, atomic_write_json, atomic_write_text, dir_size, stage_hash
-from pipeline.schema import to_dict
+from pipeline.config import Config, root_problems
+from pipeline.data.reading import SourceError
+from pipeline.device import DeviceInfo, resolve_device
+from pipeline.runs import StageContext, StageDir, UserError, atomic_write_json, atomic_write_text, check_writable
+from pipeline.runs import dir_size, set_writer, stage_hash
+from pipeline.schema import ConfigError, to_dict
 from pipeline.stages import STAGES, Stage
 from pipeline.stages.base import StageSkipped
 
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
+DISTRIBUTED_STAGES = ("teacher", "distill", "qat")  # the stages that train; the rest run on rank 0 only
+USER_ERRORS = (UserError, SourceError, ConfigError)
 
 
 @dataclass
@@ -41,6 +54,7 @@ class RunResult:
     summary: dict
     path: Path
     failed: list[str] = field(default_factory=list)
+    user_errors: list[str] = field(default_factory=list)  # failed stages whose cause the user can fix
 
 
 def plan(cfg: Config, out: Path) -> list[PlannedStage]:
@@ -74,28 +88,48 @@ def upstream_of(names: set[str]) -> set[str]:
 
 
 class _StageLog:
-    """Copy every log record to the stage's ``stage.log`` while it runs."""
+    """Copy every log record to the stage's ``stage.log`` while it runs (rank 0 only)."""
 
-    def __init__(self, path: Path):
-        self.handler = logging.FileHandler(path, mode="a")
+    def __init__(self, path: Path, enabled: bool = True):
+        self.handler = logging.FileHandler(path, mode="a") if enabled else logging.NullHandler()
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
-    def __enter__(self):
+    def __enter__(self) -> _StageLog:
         logging.getLogger().addHandler(self.handler)
+        return self
+
+    def write(self, text: str) -> None:
+        """Text for the log file only (a traceback), not the console."""
+        if isinstance(self.handler, logging.FileHandler):
+            self.handler.stream.write(text)
+            self.handler.flush()
 
     def __exit__(self, *exc):
         logging.getLogger().removeHandler(self.handler)
         self.handler.close()
 
 
+def preflight(cfg: Config, out: Path, planned: list[PlannedStage]) -> None:
+    """Fail before any work on what can be checked up front: an output folder this process cannot
+    write to, dataset paths that do not exist (only when the source stage still has to read them)."""
+    check_writable(Path(out) / cfg.experiment)
+    source = next((p for p in planned if p.stage.name == "source"), None)
+    if source is not None and not source.dir.is_complete():
+        problems = root_problems(cfg.data)
+        if problems:
+            raise ConfigError(problems)
+
+
 def run_pipeline(cfg: Config, out: Path, force: set[str] | None = None, only: set[str] | None = None,
-                 config_source: str = "") -> RunResult:
+                 config_source: str = "", debug: bool = False) -> RunResult:
     force = downstream_of(force or set())
     selected = upstream_of(only) if only else {s.name for s in STAGES}
     dev = resolve_device(cfg.device, cfg.threads)
+    set_writer(dev.is_writer)
     planned = plan(cfg, out)
     root = Path(out) / cfg.experiment
-    root.mkdir(parents=True, exist_ok=True)
+    if dev.is_writer:
+        preflight(cfg, out, planned)
     atomic_write_text(root / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     summary: dict = {"experiment": cfg.experiment, "config": config_source, "device": dev.describe(),
                      "stages": {}}
@@ -117,12 +151,22 @@ def run_pipeline(cfg: Config, out: Path, force: set[str] | None = None, only: se
             entry.update(status="cached", metrics=m.get("metrics", {}), duration_s=m.get("duration_s"))
             log.info("%s: cached (%s)", name, sd.path)
         else:
-            if name in force and sd.path.exists():
+            on_this_rank = dev.is_writer or name in DISTRIBUTED_STAGES
+            if name in force and sd.path.exists() and dev.is_writer:
                 shutil.rmtree(sd.path)
-            _run_one(cfg, p, dirs, dev, entry)
-            if entry["status"] == "failed":
+            dev.barrier()  # every rank sees the cleared folder before any reads it
+            if on_this_rank:
+                _run_one(cfg, p, dirs, dev, entry, debug)
+            if dev.any_rank(entry.get("status") == "failed"):  # the stage-boundary barrier
+                entry.setdefault("status", "failed")
+                entry.setdefault("reason", "failed on another rank")
                 result.failed.append(name)
+                if entry.get("user_error"):
+                    result.user_errors.append(name)
                 bad[name] = "failed"
+                if dev.distributed:  # ranks may be mid-collective: stop them all (torchrun does)
+                    atomic_write_json(result.path, summary)
+                    raise SystemExit(2 if entry.get("user_error") else 1)
             # A stage switched off by its config (StageSkipped) does not block its dependents: they
             # see it has no complete manifest and do without it (export skips int8 formats).
         atomic_write_json(result.path, summary)
@@ -131,12 +175,13 @@ def run_pipeline(cfg: Config, out: Path, force: set[str] | None = None, only: se
     return result
 
 
-def _run_one(cfg: Config, p: PlannedStage, dirs: dict[str, StageDir], dev, entry: dict) -> None:
+def _run_one(cfg: Config, p: PlannedStage, dirs: dict[str, StageDir], dev: DeviceInfo, entry: dict,
+             debug: bool = False) -> None:
     name, sd = p.stage.name, p.dir
     sd.begin(p.slice)
     ctx = StageContext(sd.path, {n: dirs[n] for n in p.stage.needs}, dev)
     started = time.time()
-    with _StageLog(sd.path / "stage.log"):
+    with _StageLog(sd.path / "stage.log", dev.is_writer) as stage_log:
         log.info("%s: start -> %s", name, sd.path)
         try:
             out = p.stage.run(cfg, ctx)
@@ -145,9 +190,14 @@ def _run_one(cfg: Config, p: PlannedStage, dirs: dict[str, StageDir], dev, entry
             log.info("%s: skipped (%s)", name, exc)
             return
         except Exception as exc:  # a stage failure is recorded, never half-marked complete
-            entry.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
-                         log=str(sd.path / "stage.log"))
-            log.error("%s: failed: %s\n%s", name, exc, traceback.format_exc())
+            user = isinstance(exc, USER_ERRORS)
+            reason = str(exc) if user else f"{type(exc).__name__}: {exc}"
+            entry.update(status="failed", reason=reason, log=str(sd.path / "stage.log"), user_error=user)
+            stage_log.write(traceback.format_exc())
+            if debug:
+                log.error("%s: failed: %s\n%s", name, reason, traceback.format_exc())
+            else:
+                log.error("%s: failed: %s (traceback in %s)", name, reason, sd.path / "stage.log")
             return
         manifest = sd.complete(out.metrics, out.artifacts, {n: dirs[n].hash for n in p.stage.needs}, started)
         size = sum(dir_size(sd.path / a) for a in out.artifacts.values() if (sd.path / a).exists())

@@ -5,13 +5,16 @@ slice), ``stage.log``, the stage's artifacts, and ``manifest.json``, written las
 The hash covers the stage's config slice, its upstream stages' hashes and ``SCHEMA_VERSION``, so a
 change to one stage's options reruns that stage and everything downstream, nothing else.
 
-All artifact writes go through this module (``atomic_write_*``), so a later multi-process run has one
-place to enforce a single writer.
+All artifact writes go through this module (``atomic_write_*``), which is also where a multi-process
+run enforces its single writer: on ranks other than 0 (:func:`set_writer`) they write nothing.
+A full disk while writing is a :class:`DiskFullError` naming the file and the fix; the file it was
+replacing is left as it was and no temporary file stays behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -31,6 +34,44 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 
+_WRITER = True
+
+
+class UserError(Exception):
+    """A problem the user can fix (input, disk, options): reported as one line, exit code 2."""
+
+
+class ArtifactError(UserError):
+    """An upstream artifact is missing or unreadable; the message says which and how to rebuild it."""
+
+
+class DiskFullError(UserError):
+    """No space left while writing an artifact."""
+
+
+def set_writer(writer: bool) -> None:
+    """Make this process the writer of artifacts (True) or a rank that writes nothing (False)."""
+    global _WRITER
+    _WRITER = writer
+
+
+def check_writable(folder: Path) -> None:
+    """Write, read back and delete a probe file in ``folder`` (created if missing): permission bits do
+    not stop root, a read-only or full file system does, so only a real write tells."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        why = "no space left" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        raise UserError(f"{folder}: cannot write there ({why}); choose another folder with --out "
+                        "or make this one writable") from exc
+
 
 def stage_hash(stage: str, config_slice: Any, upstream: dict[str, str]) -> str:
     payload = json.dumps({"schema": SCHEMA_VERSION, "stage": stage, "config": config_slice,
@@ -41,16 +82,29 @@ def stage_hash(stage: str, config_slice: Any, upstream: dict[str, str]) -> str:
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     """Write through a temporary file in the same folder, then ``os.replace``: never a torn file."""
     path = Path(path)
+    if not _WRITER:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"no space left on the device while writing {path}; free some space (or "
+                                "use --out on a larger disk) and run the same command again: finished "
+                                "stages are kept") from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def atomic_save(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write(tmp_path)`` then rename onto ``path``: for writers with their own file API."""
+    return _atomic(path, write)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -94,10 +148,6 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-class ArtifactError(Exception):
-    """An upstream artifact is missing or unreadable; the message says which and how to rebuild it."""
-
-
 @contextlib.contextmanager
 def _reading(path: Path, stage: str, what: str):
     """Turn any failure to read a stage's artifact into one line naming the file and the fix."""
@@ -111,12 +161,13 @@ def _reading(path: Path, stage: str, what: str):
 
 
 def load_checkpoint(path: Path, stage: str, map_location: Any = "cpu") -> dict:
-    """``torch.load`` of a stage's checkpoint, with a one-line error naming the file and the fix."""
+    """``torch.load`` of a stage's checkpoint (tensors and plain data only: nothing in the file is
+    executed), with a one-line error naming the file and the fix."""
     import torch
 
     path = Path(path)
     with _reading(path, stage, "checkpoint"):
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ArtifactError(f"{path} is not a checkpoint written by this pipeline; rebuild it with --force {stage}")
     return ckpt
@@ -154,14 +205,26 @@ class StageDir:
             return None
 
     def is_complete(self) -> bool:
+        """Complete: the manifest says so for this hash and schema, and every artifact it lists exists."""
         m = self.manifest()
-        return bool(m and m.get("status") == "complete" and m.get("hash") == self.hash)
+        if not (m and m.get("status") == "complete" and m.get("hash") == self.hash
+                and m.get("schema_version") == SCHEMA_VERSION):
+            return False
+        return all((self.path / a).exists() for a in (m.get("artifacts") or {}).values())
 
     def begin(self, config_slice: Any) -> None:
         """Start a (re)run: drop a stale manifest first so a crash never leaves 'complete' behind."""
+        if not _WRITER:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         if self.manifest_path.exists():
             self.manifest_path.unlink()
+        # Temporary files of writes a kill interrupted; not in a folder that parallel processes share
+        # under a lock (the source stage), where another process may be writing one right now.
+        if not (self.path / ".lock").exists():
+            for tmp in self.path.glob(".*.*"):
+                if tmp.is_file():
+                    tmp.unlink()
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config_slice, sort_keys=False))
 
     def complete(self, metrics: dict, artifacts: dict[str, str], upstream: dict[str, str],

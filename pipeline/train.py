@@ -6,6 +6,18 @@ objective), validates each epoch on the noisy validation split, keeps the best e
 (model selection never sees clean labels), and writes an atomic recovery checkpoint every
 ``checkpoint_every_s`` seconds and at each epoch end. Batch order and flips are a pure function of
 ``(seed, epoch)``, so a killed run that restarts from its checkpoint continues the same sequence.
+
+Resume: the checkpoint holds weights, optimizer, schedule, RNG, the running loss sums of the epoch
+in progress and the epoch history; ``metrics.jsonl`` is rewritten from that history (atomically), so
+a run killed between writing an epoch's row and its checkpoint never shows the epoch twice. It is
+loaded with ``weights_only=True``: tensors and plain data, nothing executed.
+
+Divergence: a non-finite training loss stops the run before it overwrites the last good checkpoint,
+with a message naming the options to change (:class:`TrainingDiverged`).
+
+Several processes (``torchrun``): the model is wrapped in DistributedDataParallel, each rank trains on
+its disjoint share of every global batch (``DeviceInfo.shard``), loss sums are averaged over ranks,
+and only rank 0 writes the checkpoint and ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from tqdm import tqdm
 from pipeline.config import TrainConfig
 from pipeline.device import DeviceInfo
 from pipeline.quant.modes import set_train_mode
-from pipeline.runs import atomic_torch_save
+from pipeline.runs import UserError, atomic_torch_save, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +102,33 @@ def epoch_order(n: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tens
     return torch.randperm(n, generator=g), torch.rand(n, generator=g) < 0.5
 
 
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _load_recovery(path: Path, model: nn.Module, opt, sched, dev: DeviceInfo, section: str) -> dict:
+    """The recovery checkpoint's ``state``, after loading its weights, optimizer and schedule."""
+    fix = f"delete it (training restarts) or rerun with --force {section}"
+    try:
+        ckpt = torch.load(path, map_location=dev.device, weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path} is not a readable recovery checkpoint ({type(exc).__name__}); {fix}") from exc
+    try:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
+        state = ckpt["state"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} does not match this {section} model or optimizer ({first}); {fix}") from exc
+    return state
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in history))
+
+
 @dataclass
 class FitResult:
     best_epoch: int
@@ -111,22 +150,19 @@ def fit(model: nn.Module, step_fn: StepFn, data: TrainData, val_fn: ValFn, cfg: 
     """
     ckpt_path = Path(work_dir) / "checkpoint.pt"
     metrics_path = Path(work_dir) / "metrics.jsonl"
+    section = desc.split("[")[0]  # the config section: teacher, distill, qat
     params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(data) // cfg.batch_size)  # drop the ragged last batch: BN-friendly
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lr_lambda(steps_per_epoch * cfg.epochs, cfg.warmup_fraction))
     state = {"epoch": 0, "step_in_epoch": 0, "best_metric": math.inf, "best_epoch": -1,
-             "best_state": None, "history": [], "bad_epochs": 0, "train_seconds": 0.0}
+             "best_state": None, "history": [], "bad_epochs": 0, "train_seconds": 0.0, "sums": {}}
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=dev.device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        state = ckpt["state"]
+        state = _load_recovery(ckpt_path, model, opt, sched, dev, section)
         log.info("resuming %s from %s at epoch %d step %d", desc, ckpt_path, state["epoch"],
                  state["step_in_epoch"])
+    _write_history(metrics_path, state["history"])  # drops rows written after the checkpoint
 
     def save_checkpoint() -> None:
         if dev.is_writer:
@@ -134,6 +170,25 @@ def fit(model: nn.Module, step_fn: StepFn, data: TrainData, val_fn: ValFn, cfg: 
                                           "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
                                           "state": state})
 
+    def check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> dict[str, torch.Tensor]:
+        """Sums averaged over ranks; raise before a non-finite loss can reach a checkpoint."""
+        sums = {k: dev.all_mean(v) for k, v in sums.items()}
+        loss = sums.get("loss")
+        if loss is not None and not bool(torch.isfinite(loss)):
+            kept = f"after epoch {state['epoch']}" if state["epoch"] else "none yet"
+            raise TrainingDiverged(
+                f"{section} training diverged at epoch {epoch + 1} step {step} (loss is {float(loss)}); "
+                f"last good checkpoint: {ckpt_path} ({kept}). Lower {section}.train.lr (now {cfg.lr:g}) or "
+                f"raise {section}.train.warmup_fraction (now {cfg.warmup_fraction:g}), then run again")
+        return sums
+
+    train_model: nn.Module = model
+    if dev.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[dev.device.index] if dev.is_cuda else None)
+    x_all, y_all = dev.stage_tensor(data.x), dev.stage_tensor(data.y)
+    extras = {k: dev.stage_tensor(v) for k, v in data.extras.items()}
     mirror = data.mirror_signs.to(dev.device) if (cfg.augment and data.mirror_signs is not None) else None
     stopped_early = False
     while state["epoch"] < cfg.epochs:
@@ -142,34 +197,37 @@ def fit(model: nn.Module, step_fn: StepFn, data: TrainData, val_fn: ValFn, cfg: 
             epoch_hook(model, epoch)
         order, flips = epoch_order(len(data), cfg.seed, epoch)
         set_train_mode(model, True)
-        sums: dict[str, torch.Tensor] = {}
+        sums: dict[str, torch.Tensor] = dict(state.get("sums") or {}) if state["step_in_epoch"] else {}
         t0, last_ckpt = time.perf_counter(), time.perf_counter()
         bar = tqdm(range(state["step_in_epoch"], steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}",
                    leave=False, disable=None, dynamic_ncols=True)
         for step in bar:
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            batch = {"x": to_model_input(data.x[idx], dev), "y": data.y[idx].to(dev.device),
+            idx = dev.shard(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+            src = idx.to(x_all.device)
+            batch = {"x": to_model_input(x_all[src], dev), "y": y_all[src].to(dev.device, non_blocking=True),
                      "index": idx.to(dev.device)}
-            batch.update({k: v[idx].to(dev.device) for k, v in data.extras.items()})
+            batch.update({k: v[src].to(dev.device, non_blocking=True) for k, v in extras.items()})
             if mirror is not None:
                 flip = flips[idx].to(dev.device)
                 batch["x"] = torch.where(flip.view(-1, 1, 1, 1), batch["x"].flip(3), batch["x"])
                 batch["y"] = torch.where(flip.view(-1, 1), batch["y"] * mirror, batch["y"])
                 batch["flip"] = flip
             with dev.autocast():
-                parts = step_fn(model, batch)
+                parts = step_fn(train_model, batch)
             opt.zero_grad(set_to_none=True)
             parts["loss"].backward()
             opt.step()
             sched.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float()
-            state["step_in_epoch"] = step + 1
             if time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
+                check_finite(sums, epoch, step + 1)
+                state["step_in_epoch"], state["sums"] = step + 1, sums
                 state["train_seconds"] += time.perf_counter() - last_ckpt
                 last_ckpt = time.perf_counter()
                 save_checkpoint()
         state["train_seconds"] += time.perf_counter() - last_ckpt
+        sums = check_finite(sums, epoch, steps_per_epoch)
         n_steps = max(1, steps_per_epoch)
         row = {"epoch": epoch + 1, **{f"train_{k}": round(float(v) / n_steps, 6) for k, v in sums.items()},
                "lr": opt.param_groups[0]["lr"], "epoch_seconds": round(time.perf_counter() - t0, 2)}
@@ -184,10 +242,9 @@ def fit(model: nn.Module, step_fn: StepFn, data: TrainData, val_fn: ValFn, cfg: 
         log.info("%s epoch %d/%d  loss %.4f  %s %.4f  (%.1fs)", desc, epoch + 1, cfg.epochs,
                  row.get("train_loss", float("nan")), select_metric, metric, row["epoch_seconds"])
         if dev.is_writer:
-            with open(metrics_path, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            _write_history(metrics_path, state["history"])
         state["epoch"] += 1
-        state["step_in_epoch"] = 0
+        state["step_in_epoch"], state["sums"] = 0, {}
         if cfg.patience and state["bad_epochs"] >= cfg.patience:
             stopped_early = True
             log.info("%s: early stop after epoch %d (no %s improvement for %d epochs)", desc, epoch + 1,
