@@ -17,15 +17,15 @@ TORCH_KINDS = ("torch_fp32", "torch_int8", "torch_teacher")
 def load_torch_model(kind: str, stage_dir: Path) -> nn.Module:
     """Load the model ``kind`` from its stage folder, on the CPU, in inference mode."""
     if kind == "torch_fp32":
-        from pipeline.stages.distill import load_student
+        from pipeline.contract import load_student
 
         return load_student(Path(stage_dir), "cpu")
     if kind == "torch_int8":
-        from pipeline.stages.qat import load_int8
+        from pipeline.contract import load_int8
 
         return load_int8(Path(stage_dir))
     if kind == "torch_teacher":
-        from pipeline.stages.teacher import load_teacher
+        from pipeline.contract import load_teacher
 
         return load_teacher(Path(stage_dir), "cpu")
     raise ValueError(f"unknown torch model kind {kind!r}; use one of: {', '.join(TORCH_KINDS)}")

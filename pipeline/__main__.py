@@ -7,6 +7,7 @@ Commands:
   export RUN_DIR [--formats NAME ...] [--int8-io]   re-export a finished run (runs/<experiment>)
   bench RUN_DIR [--backends ..] [--threads 1,2] [--repeats N] [--device adb:SERIAL --benchmark-model PATH]
                                             benchmark a finished run's artifacts (host and Android)
+  report RUN_DIR [--ablation DIR]           write a finished run's report.html and report.md
   presets                                   list the bundled presets
   init NAME [DEST]                          copy a bundled preset to edit
   dataset check --format FORMAT --root DIR [key.path=value ...] [--json]   what a dataset on disk holds
@@ -83,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--device", metavar="adb:SERIAL", help="also run on an Android device over adb ('adb' alone: "
                     "the only attached device)")
     be.add_argument("--benchmark-model", metavar="PATH", help="the benchmark_model binary to push to the device")
+    rp = sub.add_parser("report", help="(re)write a finished run's report.html and report.md: "
+                        "python -m pipeline report runs/NAME")
+    rp.add_argument("run_dir", help="the run folder, <out>/<experiment>")
+    rp.add_argument("--ablation", metavar="DIR", help="an ablation folder (<out>/<experiment>_ablation) to include")
     sub.add_parser("presets", help="list bundled presets")
     init = sub.add_parser("init", help="copy a bundled preset to edit")
     init.add_argument("name")
@@ -229,6 +234,30 @@ def _bench(args) -> int:
     return EXIT_STAGE_FAILED if result.failed else 0
 
 
+def _report(args) -> int:
+    """Rerun only the report stage of a finished run (with an ablation of it, if given)."""
+    ablation = Path(args.ablation) if args.ablation else None
+    if ablation is not None and not (ablation / "ablation.json").is_file():
+        raise ConfigError([f"--ablation {ablation}: no ablation.json there; give the folder "
+                           "`python -m pipeline ablate` wrote (<out>/<experiment>_ablation)"])
+    result = _rerun(Path(args.run_dir), "report", [], ("data",))
+    stage = result.summary["stages"].get("report", {})
+    if ablation is not None and stage.get("status") == "ran":
+        from pipeline.contract import Run, as_metrics
+        from pipeline.report import render_report
+        from pipeline.runs import atomic_write_json, read_json
+
+        report_dir = Path(stage["dir"])
+        metrics = render_report(Run.open(Path(args.run_dir)), report_dir, ablation)
+        manifest = read_json(report_dir / "manifest.json")
+        manifest["metrics"] = as_metrics(metrics)
+        atomic_write_json(report_dir / "manifest.json", manifest)
+    _print_summary(result)
+    if stage.get("status") == "ran":
+        print(f"report: {Path(stage['dir']) / 'report.html'}\n        {Path(stage['dir']) / 'report.md'}")
+    return EXIT_STAGE_FAILED if result.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     # Overrides may follow options (run cfg --out x a.b=1): argparse leaves those in `extra`.
@@ -268,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "report":
+            return _report(args)
         if args.command == "dataset":
             from pipeline.data.check import main as dataset_check
 

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import load_config
+from pipeline.contract import DistillMetrics, TeacherMetrics, read_metrics
 from pipeline.losses import METHODS
 from pipeline.runs import atomic_write_json, atomic_write_text
 from pipeline.schema import ConfigError
@@ -116,7 +117,7 @@ def point_overrides(noise: float, fraction: float, variant: Variant | None, seed
 
 
 def _run_point(config: str, overrides: list[str], out: str, threads: int, only: str) -> dict:
-    """One pipeline run in a worker process; returns the distill (or teacher) summary entry."""
+    """One pipeline run in a worker process; returns the typed metrics of its teacher and of ``only``."""
     import torch
 
     from pipeline.orchestrate import run_pipeline
@@ -128,7 +129,7 @@ def _run_point(config: str, overrides: list[str], out: str, threads: int, only: 
     entry = res.summary["stages"][only]
     if entry["status"] not in ("ran", "cached"):
         raise RuntimeError(f"{only} {entry['status']}: {entry.get('reason')}")
-    return {"teacher": res.summary["stages"]["teacher"].get("metrics", {}), only: entry.get("metrics", {})}
+    return {name: read_metrics(Path(res.summary["stages"][name]["dir"])) for name in {"teacher", only}}
 
 
 def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs: int) -> dict:
@@ -140,7 +141,7 @@ def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs:
     threads = max(1, total_threads // jobs)
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")  # torch + fork can deadlock; spawn is safe everywhere
-    teachers: dict[tuple[float, float], dict] = {}
+    teachers: dict[tuple[float, float], TeacherMetrics] = {}
     rows = []
     settings = list(itertools.product(grid.noise, grid.fractions))
     points = list(itertools.product(grid.noise, grid.fractions, grid.variants, grid.seeds))
@@ -156,18 +157,18 @@ def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs:
         for fut in as_completed(futs):
             n, f, v, s = futs[fut]
             m = v.method
-            d = fut.result()["distill"]
-            flag = d["flagger"] if METHODS[m].rejects_outliers else {}
+            d: DistillMetrics = fut.result()["distill"]
+            flag = d.flagger if METHODS[m].rejects_outliers else None
             rows.append({"method": m, "variant": v.label, "outlier_fraction": f, "noise_std": n, "seed": s,
-                         "test_mae": d["test_mae"], "test_mae_per_output": d["test_mae_per_output"],
-                         "val_mae": d["val_mae"], "val_mae_unflagged": d["val_mae_unflagged"],
-                         "heads_val_mae": d.get("heads_val_mae"),
-                         "heads_val_mae_unflagged": d.get("heads_val_mae_unflagged"),
-                         "heads_test_mae": {h: v["test_mae"] for h, v in d["heads"].items()},
-                         "teacher_test_mae": teachers[(n, f)]["test_mae"],
-                         "flagger_precision": flag.get("precision"), "flagger_recall": flag.get("recall")})
+                         "test_mae": d.test_mae, "test_mae_per_output": d.test_mae_per_output,
+                         "val_mae": d.val_mae, "val_mae_unflagged": d.val_mae_unflagged,
+                         "heads_val_mae": d.heads_val_mae, "heads_val_mae_unflagged": d.heads_val_mae_unflagged,
+                         "heads_test_mae": {h: e.test_mae for h, e in d.heads.items()},
+                         "teacher_test_mae": teachers[(n, f)].test_mae,
+                         "flagger_precision": flag.precision if flag else None,
+                         "flagger_recall": flag.recall if flag else None})
             bar.update()
-            bar.set_postfix_str(f"{v.label} f={f} seed={s}: {d['test_mae']:.3f}")
+            bar.set_postfix_str(f"{v.label} f={f} seed={s}: {d.test_mae:.3f}")
     labels = [v.label for v in grid.variants]
     rows.sort(key=lambda r: (r["noise_std"], r["outlier_fraction"], labels.index(r["variant"]), r["seed"]))
     wall = time.perf_counter() - t0
@@ -180,6 +181,21 @@ def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs:
     atomic_write_text(root / "ablation.md", markdown_table(rows, grid))
     plot(rows, grid, root / "ablation.png")
     return result
+
+
+def load_ablation(root: Path) -> tuple[dict, Grid]:
+    """An ablation folder's ``ablation.json`` and the grid it ran, for tables and plots of it."""
+    from pipeline.runs import ArtifactError, read_json
+
+    path = Path(root) / "ablation.json"
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; give the folder `python -m pipeline ablate` wrote "
+                            "(<out>/<experiment>_ablation)")
+    result = read_json(path)
+    g = result["grid"]
+    methods = {r["variant"]: r["method"] for r in result["rows"]}
+    variants = tuple(Variant(v, methods.get(v, v), ()) for v in g["variants"])
+    return result, Grid(variants, tuple(g["fractions"]), tuple(g["noise"]), tuple(g["seeds"]), ())
 
 
 def _agg(rows: list[dict], key: str) -> tuple[float, float]:

@@ -26,6 +26,7 @@ from exporters.formats import FORMATS, ExportOptions
 from exporters.metadata import META_FILE, base_meta
 from pipeline import __version__
 from pipeline.config import Config
+from pipeline.contract import BenchmarkMetrics, as_metrics
 from pipeline.data.dataset import load_dataset
 from pipeline.device import DeviceInfo
 from pipeline.models.complexity import count_macs, count_params
@@ -150,7 +151,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     write_results(result, ctx.dir)
     log.info("benchmark results:\n%s", format_table(result))
     artifacts = {"benchmark_json": "benchmark.json", "benchmark_csv": "benchmark.csv"}
-    return StageOutput({"headline": result["headline"], "host": result["host"]}, artifacts)
+    return StageOutput(as_metrics(BenchmarkMetrics(result["headline"], result["host"])), artifacts)
 
 
 STAGE = Stage("benchmark", ("data", "teacher", "distill", "qat", "export"), config_slice, run)

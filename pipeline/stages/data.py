@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from pipeline.config import Config
+from pipeline.contract import DataMetrics, as_metrics
 from pipeline.data.convention import POSE_NAMES
 from pipeline.data.dataset import DATASET_FILE, INPUTS_FILE, LABELS_FILE, SOURCE_FILE, STATS_FILE, open_images
 from pipeline.data.noise import inject_label_noise
@@ -85,7 +86,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
                "train_inlier_noise_std": float(resid[inl].std()) if inl.any() else 0.0}
     log.info("data: %d train / %d val / %d test labels, %.0f%% injected outliers", metrics["n_train"],
              metrics["n_val"], metrics["n_test"], 100 * metrics["train_outlier_fraction"])
-    return StageOutput(metrics, artifacts)
+    return StageOutput(as_metrics(DataMetrics(**metrics)), artifacts)
 
 
 STAGE = Stage("data", ("source",), config_slice, run)

@@ -10,16 +10,23 @@ import numpy as np
 import torch
 
 from pipeline.config import Config
+from pipeline.contract import (
+    DistillMetrics,
+    as_metrics,
+    from_dict,
+    load_predictions,
+    load_teacher,
+    read_metrics,
+)
 from pipeline.data.dataset import Dataset, load_dataset
 from pipeline.evaluate import errors, mae
 from pipeline.losses import METHODS, LossParams, Method, outlier_threshold, robust_sigma
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
-from pipeline.models.student import SingleOutput, select_head
-from pipeline.runs import StageContext, atomic_torch_save, atomic_write_text, load_checkpoint
+from pipeline.models.student import select_head
+from pipeline.runs import StageContext, atomic_torch_save, atomic_write_text
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
-from pipeline.stages.teacher import load_predictions, load_teacher
 from pipeline.train import TrainData, fit, predict, to_model_input
 
 log = logging.getLogger(__name__)
@@ -35,14 +42,6 @@ def config_slice(cfg: Config) -> dict:
 def exported_head(cfg: Config) -> str:
     """Single-head methods train and answer with the label head; two-headed ones use the knob."""
     return cfg.distill.inference_head if METHODS[cfg.distill.method].two_heads else "label"
-
-
-def load_student(stage_dir, device="cpu") -> SingleOutput:
-    """The distilled student as the single-output module QAT and export consume."""
-    ckpt = load_checkpoint(stage_dir / MODEL_FILE, "distill", device)
-    student = build_model(ckpt["arch"], ckpt["stats"], ckpt["width_mult"])
-    student.load_state_dict(ckpt["state_dict"])
-    return SingleOutput(student, ckpt["head"]).to(device).eval()
 
 
 def dataset_threshold(cfg: Config, residual: np.ndarray) -> np.ndarray:
@@ -105,7 +104,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     student = build_model(d.arch, data.stats, d.width_mult).to(dev.device)
     example = to_model_input(torch.from_numpy(data.x("test")[:1]), dev)
     n_params, macs = count_params(student), count_macs(student, example)
-    teacher_macs = ctx.upstream_manifest("teacher")["metrics"]["macs"]
+    teacher_macs = read_metrics(ctx.upstream["teacher"]).macs
     if dev.channels_last and example.dim() == 4:
         student = student.to(memory_format=torch.channels_last)
     mirror = data.stats["mirror_signs"]
@@ -148,7 +147,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
                "val_mae": round(result.best_metric, 4), "best_epoch": result.best_epoch,
                "train_seconds": result.train_seconds, "params": n_params, "macs": macs,
                "teacher_macs": teacher_macs, "macs_fraction_of_teacher": round(macs / teacher_macs, 5),
-               "teacher_test_mae": ctx.upstream_manifest("teacher")["metrics"]["test_mae"],
+               "teacher_test_mae": read_metrics(ctx.upstream["teacher"]).test_mae,
                "flagger": flagger}
     if ctx.is_writer:
         atomic_torch_save(ctx.dir / MODEL_FILE, {
@@ -157,7 +156,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     log.info("distill[%s]: clean test MAE %.3f (%s head); teacher %.3f; flagger precision %s recall %s",
              d.method, metrics["test_mae"], head, metrics["teacher_test_mae"], flagger["precision"],
              flagger["recall"])
-    return StageOutput(metrics, {"model": MODEL_FILE, "flagged_outliers": FLAGGED_FILE,
+    return StageOutput(as_metrics(from_dict(DistillMetrics, metrics)), {"model": MODEL_FILE, "flagged_outliers": FLAGGED_FILE,
                                  "metrics": "metrics.jsonl"})
 
 

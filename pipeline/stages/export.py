@@ -17,13 +17,12 @@ from exporters.formats import ExportOptions
 from exporters.metadata import base_meta
 from pipeline import __version__
 from pipeline.config import Config
+from pipeline.contract import ExportMetrics, as_metrics, from_dict, load_int8, load_student
 from pipeline.data.dataset import load_dataset
 from pipeline.data.sources import SOURCES
 from pipeline.runs import StageContext
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
-from pipeline.stages.distill import load_student
-from pipeline.stages.qat import load_int8
 from pipeline.train import to_model_input
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     for a in metrics["artifacts"].values():
         counts[a["status"]] = counts.get(a["status"], 0) + 1
     metrics["status_counts"] = counts
-    return StageOutput(metrics, artifacts)
+    return StageOutput(as_metrics(from_dict(ExportMetrics, metrics)), artifacts)
 
 
 STAGE = Stage("export", ("data", "distill", "qat"), config_slice, run)

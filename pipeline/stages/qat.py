@@ -22,14 +22,14 @@ import torch
 
 from pipeline import quant
 from pipeline.config import Config
+from pipeline.contract import QatMetrics, as_metrics, load_predictions, load_student, load_teacher
 from pipeline.data.dataset import load_dataset
 from pipeline.evaluate import errors, mae
 from pipeline.losses import METHODS, LossParams
-from pipeline.runs import StageContext, atomic_write_json
+from pipeline.runs import StageContext, atomic_save, atomic_write_json
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput, StageSkipped
-from pipeline.stages.distill import dataset_threshold, distill_step, load_student
-from pipeline.stages.teacher import load_predictions, load_teacher
+from pipeline.stages.distill import dataset_threshold, distill_step
 from pipeline.train import TrainData, fit, predict, to_model_input
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,6 @@ INT8_FILE = "student_int8.pt2"
 
 def config_slice(cfg: Config) -> dict:
     return {"qat": to_dict(cfg.qat)}
-
-
-def load_int8(stage_dir) -> torch.nn.Module:
-    """The converted (Q/DQ) student, as export consumes it."""
-    return torch.export.load(stage_dir / INT8_FILE).module()
 
 
 def _calibration_batches(x: np.ndarray, n_batches: int, batch_size: int, dev) -> list[torch.Tensor]:
@@ -102,7 +97,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     if ctx.is_writer:
         batch = torch.export.Dim("batch", min=1, max=quant.MAX_BATCH)
         exported = torch.export.export(int8, (example,), dynamic_shapes=({0: batch},))
-        torch.export.save(exported, ctx.dir / INT8_FILE)
+        atomic_save(ctx.dir / INT8_FILE, lambda path: torch.export.save(exported, path))
         atomic_write_json(ctx.dir / "quant_summary.json", summary)
     metrics = {**int8_metrics, "float_test_mae": float_metrics["test_mae"],
                "float_test_mae_per_output": float_metrics["test_mae_per_output"],
@@ -112,7 +107,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
                "train_seconds": result.train_seconds, "quantization": summary}
     log.info("qat: int8 test MAE %.3f (float %.3f, PTQ %.3f)", metrics["test_mae"], metrics["float_test_mae"],
              metrics["ptq_test_mae"])
-    return StageOutput(metrics, {"int8_model": INT8_FILE, "metrics": "metrics.jsonl",
+    return StageOutput(as_metrics(QatMetrics(**metrics)), {"int8_model": INT8_FILE, "metrics": "metrics.jsonl",
                                  "quant_summary": "quant_summary.json"})
 
 

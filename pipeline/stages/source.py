@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import Config, root_problems
+from pipeline.contract import SourceMetrics, as_metrics
 from pipeline.data.dataset import LABELS_FILE, SOURCE_FILE, SPLITS, images_file
 from pipeline.data.reading import SourceData, SourceError
 from pipeline.data.sources import SOURCES, sections_used
@@ -90,7 +91,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     with _locked(ctx.dir / ".lock"):
         if (ctx.dir / SOURCE_FILE).exists():  # built by a parallel run of the same source
             log.info("source: reusing %s", ctx.dir)
-            return StageOutput(read_json(ctx.dir / SOURCE_FILE)["metrics"], artifacts)
+            return StageOutput(as_metrics(SourceMetrics(**read_json(ctx.dir / SOURCE_FILE)["metrics"])), artifacts)
         t0 = time.perf_counter()
         data = source.read(cfg.data)
         metrics = summary(data, time.perf_counter() - t0)
@@ -99,7 +100,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     log.info("source %s: %d/%d/%d train/val/test samples in %.1fs (%.0f/s), %d skipped %s", source.name,
              metrics["n_train"], metrics["n_val"], metrics["n_test"], metrics["read_seconds"],
              metrics["samples_per_second"], metrics["skipped"], metrics["skipped_by_reason"] or "")
-    return StageOutput(metrics, artifacts)
+    return StageOutput(as_metrics(SourceMetrics(**metrics)), artifacts)
 
 
 STAGE = Stage("source", (), config_slice, run)

@@ -9,11 +9,12 @@ import numpy as np
 import torch
 
 from pipeline.config import Config
+from pipeline.contract import TeacherMetrics, as_metrics
 from pipeline.data.dataset import load_dataset
 from pipeline.evaluate import errors, mae
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
-from pipeline.runs import StageContext, atomic_torch_save, atomic_write_npz, load_checkpoint, read_npz
+from pipeline.runs import StageContext, atomic_torch_save, atomic_write_npz
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.train import TrainData, fit, predict, to_model_input
@@ -26,18 +27,6 @@ PREDICTIONS_FILE = "teacher_predictions.npz"
 
 def config_slice(cfg: Config) -> dict:
     return {"teacher": to_dict(cfg.teacher)}
-
-
-def load_teacher(stage_dir, device) -> torch.nn.Module:
-    ckpt = load_checkpoint(stage_dir / MODEL_FILE, "teacher", device)
-    model = build_model(ckpt["arch"], ckpt["stats"], ckpt.get("width_mult", 1.0))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval()
-
-
-def load_predictions(stage_dir) -> dict[str, np.ndarray]:
-    """The teacher's cached predictions per split ("train", "val", "test")."""
-    return read_npz(stage_dir / PREDICTIONS_FILE, "teacher")
 
 
 def l2_step(model, batch):
@@ -92,7 +81,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
         atomic_write_npz(ctx.dir / PREDICTIONS_FILE, **{s: p.astype(np.float32) for s, p in preds.items()})
     log.info("teacher: clean test MAE %.3f %s (best epoch %d)", metrics["test_mae"],
              data.stats["units"], result.best_epoch)
-    return StageOutput(metrics, {"model": MODEL_FILE, "predictions": PREDICTIONS_FILE,
+    return StageOutput(as_metrics(TeacherMetrics(**metrics)), {"model": MODEL_FILE, "predictions": PREDICTIONS_FILE,
                                  "metrics": "metrics.jsonl"})
 
 
