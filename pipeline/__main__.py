@@ -15,7 +15,8 @@ Commands:
          [--seeds N] [--jobs N] [--out DIR]   methods x outlier fractions x noise x seeds
 
 CONFIG is a path, or the name of a bundled preset when no such file exists. Exit codes: 0 success,
-1 a stage failed (see summary.json), 2 a user error (bad config, path or arguments).
+1 a stage failed (see summary.json), 2 a user error (bad config, path, dataset, arguments, a full
+disk, a diverged training run). Errors are one line each; --debug adds the traceback.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import yaml
 
 from pipeline.config import PRESETS_DIR, load_config, resolve_config_path
 from pipeline.console import setup_console
+from pipeline.data.reading import SourceError
+from pipeline.runs import UserError
 from pipeline.schema import ConfigError
 
 log = logging.getLogger("pipeline")
@@ -100,8 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. data.csv.file=train.csv")
     verbose_help = "also show third-party warnings, C++ log lines and converter progress bars; DEBUG logs"
     p.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    debug_help = "print the traceback of an error (stage tracebacks are always in the stage's stage.log)"
+    p.add_argument("--debug", action="store_true", help=debug_help)
     for command in sub.choices.values():  # accepted after the command too: run smoke.yaml --verbose
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return p
 
 
@@ -178,13 +184,43 @@ def _rerun(run_dir: Path, stage: str, overrides: list[str], needs_complete: tupl
     if not config_file.is_file():
         raise ConfigError([f"{run_dir}: not a run folder (no config.yaml); give <out>/<experiment> of a "
                            "finished `python -m pipeline run`"])
-    cfg = load_config(str(config_file), overrides)
+    old = _old_schema(run_dir)
+    try:
+        cfg = load_config(str(config_file), overrides)
+    except ConfigError as exc:
+        if old is None:
+            raise
+        exc.problems.append(_schema_hint(run_dir, old))
+        raise
     out = run_dir.parent
     missing = [p.stage.name for p in plan(cfg, out) if p.stage.name in needs_complete and not p.dir.is_complete()]
     if missing:
-        raise ConfigError([f"{run_dir}: stage(s) {', '.join(missing)} are not complete; run "
+        raise ConfigError([_schema_hint(run_dir, old) if old is not None else
+                           f"{run_dir}: stage(s) {', '.join(missing)} are not complete; run "
                            f"`python -m pipeline run {config_file}` first"])
     return run_pipeline(cfg, out, force={stage}, only={stage}, config_source=str(config_file))
+
+
+def _old_schema(run_dir: Path) -> str | None:
+    """The schema version of a run folder's manifests when it differs from this pipeline's."""
+    from pipeline.config import SCHEMA_VERSION
+
+    for manifest in sorted(run_dir.glob("*/manifest.json")):
+        try:
+            version = json.loads(manifest.read_text()).get("schema_version")
+        except (OSError, ValueError):
+            continue
+        if version != SCHEMA_VERSION:
+            return str(version)
+    return None
+
+
+def _schema_hint(run_dir: Path, old: str) -> str:
+    from pipeline.config import SCHEMA_VERSION
+
+    return (f"{run_dir} was written by an older pipeline (run schema {old}, this one writes {SCHEMA_VERSION}); "
+            f"rebuild it with `python -m pipeline run <its config> --out {run_dir.parent}` "
+            "(its old stage folders are never read)")
 
 
 def _export(args) -> int:
@@ -196,7 +232,7 @@ def _export(args) -> int:
         overrides.append("export.int8_io=true")
     result = _rerun(Path(args.run_dir), "export", overrides, ("data", "teacher", "distill"))
     _print_summary(result)
-    return EXIT_STAGE_FAILED if result.failed else 0
+    return _exit_code(result)
 
 
 def _bench(args) -> int:
@@ -317,13 +353,33 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.orchestrate import run_pipeline
 
         result = run_pipeline(cfg, Path(args.out), set(args.force), set(args.only) or None,
-                              config_source=args.config)
+                              config_source=args.config, debug=args.debug)
         _print_summary(result)
-        return EXIT_STAGE_FAILED if result.failed else 0
+        return _exit_code(result)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except (UserError, SourceError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (an internal error; rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_STAGE_FAILED
+
+
+def _exit_code(result) -> int:
+    """2 when a stage failed for a reason the user can fix (each printed as one line), 1 for other failures."""
+    for name in result.user_errors:
+        print(f"error: {name}: {result.summary['stages'][name]['reason']}", file=sys.stderr)
+    if result.user_errors:
+        return EXIT_USER_ERROR
+    return EXIT_STAGE_FAILED if result.failed else 0
 
 
 if __name__ == "__main__":

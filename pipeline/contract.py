@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
-from pipeline.runs import MANIFEST, ArtifactError, StageDir, load_checkpoint, read_json, read_npz
+from pipeline.runs import (
+    MANIFEST,
+    ArtifactError,
+    StageDir,
+    load_checkpoint,
+    load_weights,
+    read_json,
+    read_npz,
+)
 
 T = TypeVar("T")
 PerOutput = dict[str, float]
@@ -252,7 +260,7 @@ def load_teacher(stage: StageDir | Path, device: Any = "cpu"):
 
     ckpt = load_checkpoint(artifact_path(stage, "model"), "teacher", device)
     model = build_model(ckpt["arch"], ckpt["stats"], ckpt.get("width_mult", 1.0))
-    model.load_state_dict(ckpt["state_dict"])
+    load_weights(model, ckpt["state_dict"], artifact_path(stage, "model"), "teacher")
     return model.to(device).eval()
 
 
@@ -268,7 +276,7 @@ def load_student(stage: StageDir | Path, device: Any = "cpu"):
 
     ckpt = load_checkpoint(artifact_path(stage, "model"), "distill", device)
     student = build_model(ckpt["arch"], ckpt["stats"], ckpt["width_mult"])
-    student.load_state_dict(ckpt["state_dict"])
+    load_weights(student, ckpt["state_dict"], artifact_path(stage, "model"), "distill")
     return SingleOutput(student, ckpt["head"]).to(device).eval()
 
 

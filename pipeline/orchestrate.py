@@ -29,8 +29,17 @@ import yaml
 from pipeline.config import Config, root_problems
 from pipeline.data.reading import SourceError
 from pipeline.device import DeviceInfo, resolve_device
-from pipeline.runs import StageContext, StageDir, UserError, atomic_write_json, atomic_write_text, check_writable
-from pipeline.runs import dir_size, set_writer, stage_hash
+from pipeline.runs import (
+    StageContext,
+    StageDir,
+    UserError,
+    atomic_write_json,
+    atomic_write_text,
+    check_writable,
+    dir_size,
+    set_writer,
+    stage_hash,
+)
 from pipeline.schema import ConfigError, to_dict
 from pipeline.stages import STAGES, Stage
 from pipeline.stages.base import StageSkipped

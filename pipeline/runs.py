@@ -173,6 +173,17 @@ def load_checkpoint(path: Path, stage: str, map_location: Any = "cpu") -> dict:
     return ckpt
 
 
+def load_weights(model: Any, state_dict: dict, path: Path, stage: str) -> Any:
+    """``model.load_state_dict`` with a one-line error when the checkpoint holds another architecture."""
+    try:
+        model.load_state_dict(state_dict)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ArtifactError(f"{path} holds weights of another architecture ({first}); "
+                            f"rebuild it with --force {stage}") from exc
+    return model
+
+
 def read_npz(path: Path, stage: str) -> dict:
     """Every array of a stage's ``.npz``, with a one-line error naming the file and the fix."""
     import numpy as np
