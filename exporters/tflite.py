@@ -168,6 +168,10 @@ def export_tflite(model: nn.Module, sample: torch.Tensor, out_dir: Path, options
         edge = litert_torch.convert(module, sample_kwargs={meta["input"]["name"]: sample[:1]},
                                     quant_config=quant_config)
         edge.export(str(path))
+    if fmt.precision == "int8" and not options.int8_io:
+        from exporters.tflite_io import tflite_float_io
+
+        path.write_bytes(tflite_float_io(path.read_bytes()))
     _record_io(path, meta)
     _embed_meta(path, meta)
     log.info("wrote %s (%d bytes, input %s %s)", path, path.stat().st_size, meta["input"]["dtype"],

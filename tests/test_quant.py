@@ -387,3 +387,34 @@ def test_int8_tflite_has_no_float_activation_islands(shipped_int8):
     assert len(weighted) == 13, names
     assert all(d[0] == "int8" and d[1] == "int8" for _, d in weighted), weighted
     assert not [n for n, d in body if d and d[0] == "float32"], names
+
+
+def test_image_input_gets_the_pixel_quantization():
+    """Image students take raw [0, 1] pixels; the converted graph quantizes them once, as pixel - 128."""
+    from tests.conftest import make_tiny_student, tiny_images
+
+    model = make_tiny_student("mobile_xs", width_mult=0.5)
+    prepared = quant.prepare_qat(model, tiny_images(2, 1))
+    quant.calibrate(prepared, [tiny_images(16, 2)])
+    converted = quant.convert(prepared)
+    x = next(n for n in converted.graph.nodes if n.op == "placeholder")
+    users = [u for u in x.users if u.op == "call_function"]
+    assert len(users) == 1 and "quantize_per_tensor" in str(users[0].target)
+    assert users[0].args[1] == pytest.approx(1 / 255) and users[0].args[2] == -128
+
+
+def test_patches_fail_loudly_on_another_library_version(monkeypatch):
+    from pipeline.quant import patches
+
+    patches.check_versions()  # the installed, pinned versions
+    monkeypatch.setitem(patches.TARGETS, "torchao", "0.0.1")
+    with pytest.raises(RuntimeError, match="torchao .* re-check each patch"):
+        patches.check_versions()
+
+
+def test_training_loop_imports_without_torchao():
+    import subprocess
+    import sys
+
+    code = "import sys, pipeline.train; assert 'torchao' not in sys.modules, 'torchao imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -50,7 +50,7 @@ class TwoHeadStudent(nn.Module):
         return self.scale(self.label_head(z)), self.scale(self.teacher_head(z))
 
 
-def mobile_backbone(stem: int, stages: list[tuple[int, int]], width_mult: float, norm: Affine
+def mobile_backbone(stem: int, stages: list[tuple[int, int]], width_mult: float, norm: nn.Module
                     ) -> tuple[nn.Sequential, int]:
     """Stem conv (stride 2), then (channels, stride) depthwise-separable blocks."""
     c = _round8(stem * width_mult)

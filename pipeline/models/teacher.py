@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.models.layers import Affine, LabelScale, conv_bn
+from pipeline.models.layers import LabelScale, conv_bn
 
 
 class ResidualBlock(nn.Module):
@@ -27,7 +27,7 @@ class ResidualBlock(nn.Module):
 class CnnTeacher(nn.Module):
     """Stride-2 downsampling convs, each followed by ``depth`` residual blocks, then pool and an MLP."""
 
-    def __init__(self, widths: list[int], depth: int, out_dim: int, norm: Affine, scale: LabelScale):
+    def __init__(self, widths: list[int], depth: int, out_dim: int, norm: nn.Module, scale: LabelScale):
         super().__init__()
         layers: list[nn.Module] = [norm]
         cin = 3
@@ -46,7 +46,7 @@ class CnnTeacher(nn.Module):
 
 
 class MlpTeacher(nn.Module):
-    def __init__(self, width: int, depth: int, in_dim: int, out_dim: int, norm: Affine, scale: LabelScale):
+    def __init__(self, width: int, depth: int, in_dim: int, out_dim: int, norm: nn.Module, scale: LabelScale):
         super().__init__()
         layers: list[nn.Module] = [norm]
         d = in_dim

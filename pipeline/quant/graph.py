@@ -126,3 +126,4 @@ def quant_summary(converted: GraphModule) -> dict[str, Any]:
     s["observer_modules"] = sum(1 for _ in observers(converted))
     return s
 
+

@@ -10,9 +10,10 @@ per-tensor affine activations. Two of its annotation choices cost speed on every
   LiteRT runs a float activation island. Moving the output spec onto the activation quantizes once,
   after it; onnxruntime then fuses ``DQ -> Conv -> Clip -> Q`` into one ``QLinearConv`` (the clip is
   implied by the output range) and LiteRT into an int8 ``CONV_2D`` with a fused RELU6.
-* The input normalization ``(x - mean) * inv_std`` is annotated as two quantized binary ops: two
-  quantize steps over the whole image before the first conv. Left unannotated, it runs in float
-  and the first conv's input is quantized once.
+* An input normalization ``(x - mean) * inv_std`` (vector models) is annotated as two quantized
+  binary ops: two quantize steps before the first layer. Left unannotated, it runs in float and the
+  first layer's input is quantized once. Image models take [0, 1] pixels without normalization, and
+  their input gets the fixed pixel quantization (scale 1/255, zero point -128).
 
 QAT swaps litert's fused fake-quant modules for ``FakeQuantize`` (see :func:`_consistent_fake_quant`).
 """
@@ -71,24 +72,56 @@ def fuse_activation_annotations(model: GraphModule) -> int:
     return moved
 
 
-def float_input_normalization(model: GraphModule) -> int:
-    """Drop the annotations of the ``sub``/``mul`` chain that starts at a graph input (normalization).
-
-    The chain then runs in float and the first quantized op quantizes its result once. Returns the
-    number of nodes left float.
-    """
-    freed = 0
+def normalization_chain(model: GraphModule) -> tuple[Node, list[Node]] | None:
+    """(graph input, [sub, mul]) when the graph starts with a ``(x - mean) * inv_std`` normalization."""
     for placeholder in (n for n in model.graph.nodes if n.op == "placeholder"):
-        node = placeholder
+        chain, node = [], placeholder
         while True:
             # users other than call_functions (torch.export's _guards_fn module) do not compute
             users = [u for u in node.users if u.op == "call_function"]
             if len(users) != 1 or users[0].target not in _NORMALIZATION:
                 break
             node = users[0]
-            if node.meta.pop(_ANNOTATION, None) is not None:
-                freed += 1
-    return freed
+            chain.append(node)
+        if [n.target for n in chain] == [torch.ops.aten.sub.Tensor, torch.ops.aten.mul.Tensor]:
+            return placeholder, chain
+    return None
+
+
+PIXEL_QUANTIZATION = (1 / 255, -128)  # an image input in [0, 1] quantized so that int8 = pixel - 128
+
+
+def float_input_normalization(model: GraphModule) -> int:
+    """Leave a ``(x - mean) * inv_std`` chain at the graph input float, so its result is quantized once.
+
+    Returns the number of nodes left float.
+    """
+    found = normalization_chain(model)
+    if found is None:
+        return 0
+    return sum(1 for node in found[1] if node.meta.pop(_ANNOTATION, None) is not None)
+
+
+def pixel_input_quantization(model: GraphModule) -> int:
+    """Image inputs (4-D, RGB in [0, 1] by the models' contract) feeding a quantized op directly get
+    the fixed quantization scale 1/255, zero point -128: exactly ``pixel - 128`` for 8-bit pixels, so
+    no calibration range can clip or coarsen them, and an int8-I/O artifact takes raw pixels minus 128.
+    Returns the number of inputs fixed."""
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec
+
+    fixed = 0
+    for placeholder in (n for n in model.graph.nodes if n.op == "placeholder"):
+        val = placeholder.meta.get("val")
+        if getattr(val, "dim", lambda: 0)() != 4:
+            continue
+        for user in placeholder.users:
+            ann = user.meta.get(_ANNOTATION)
+            if ann is not None and placeholder in ann.input_qspec_map:
+                ann.input_qspec_map[placeholder] = FixedQParamsQuantizationSpec(
+                    dtype=torch.int8, scale=PIXEL_QUANTIZATION[0], zero_point=PIXEL_QUANTIZATION[1],
+                    quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
+                fixed += 1
+    return fixed
 
 
 def make_quantizer(qat: bool) -> Any:
@@ -109,6 +142,7 @@ def make_quantizer(qat: bool) -> Any:
                 model = super().annotate(model)
             fuse_activation_annotations(model)
             float_input_normalization(model)
+            pixel_input_quantization(model)
             return model
 
     config = get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
