@@ -11,8 +11,12 @@ magnitude (tens of degrees):
   ~13 layers stay near 1e-6 relative, so 1e-4 has wide headroom yet fails any real change.
 * fp16 ``5e-3``: float16 keeps 11 bits (half-ulp 2.4e-4 relative); weights and every intermediate of
   ~25 ops are rounded, so drift of several half-ulps is expected.
-* int8 ``3e-2``: per-channel symmetric int8 weights are off by up to half a step, 1/254 of each channel's
-  largest weight (3.9e-3), on top of float16 compute.
+* int8 ``0.1``: per-channel symmetric int8 weights are off by up to half a step, 1/254 of each channel's
+  largest weight (3.9e-3), on top of float16 compute. The students take uncentred [0, 1] pixels, so the
+  first conv's rounding errors also shift its output by mean(pixel) * sum(weight errors) per channel,
+  which the batch norm folded after it (statistics of the float weights) does not remove: measured
+  0.072 on this random student. (The shipped int8 package comes from the QAT model, whose batch-norm
+  statistics are measured with the quantized weights.)
 
 A package whose weights are altered inside ``weight.bin`` must fail these checks; ops the students do
 not emit yet are checked on a hand-built MIL program.
@@ -47,7 +51,7 @@ from tests.conftest import tiny_images
 
 torch.set_num_threads(1)
 
-REL_TOL = {"fp32": 1e-4, "fp16": 2e-2, "int8": 3e-2}
+REL_TOL = {"fp32": 1e-4, "fp16": 2e-2, "int8": 0.1}
 # W8A8 with float32 between the quantize/dequantize pairs vs the torch int8 model: a few int8 output
 # steps (range ~46 deg / 255 = 0.18 deg each here; measured 0.21 deg).
 INT8_PT2E_TOL_DEG = 1.0
