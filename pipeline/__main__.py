@@ -354,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
 
         result = run_pipeline(cfg, Path(args.out), set(args.force), set(args.only) or None,
                               config_source=args.config, debug=args.debug)
+        if not result.writer:  # another torchrun rank: rank 0 reports
+            return 0
         _print_summary(result)
         return _exit_code(result)
     except ConfigError as exc:

@@ -64,6 +64,7 @@ class RunResult:
     path: Path
     failed: list[str] = field(default_factory=list)
     user_errors: list[str] = field(default_factory=list)  # failed stages whose cause the user can fix
+    writer: bool = True  # False on torchrun ranks other than 0, which print and write nothing
 
 
 def plan(cfg: Config, out: Path) -> list[PlannedStage]:
@@ -181,6 +182,14 @@ def run_pipeline(cfg: Config, out: Path, force: set[str] | None = None, only: se
         atomic_write_json(result.path, summary)
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     atomic_write_json(result.path, summary)
+    result.writer = dev.is_writer
+    if dev.distributed:
+        for entry in summary["stages"].values():
+            entry.setdefault("status", "ran on rank 0")
+        dev.barrier()
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
     return result
 
 

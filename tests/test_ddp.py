@@ -1,0 +1,75 @@
+"""Two processes under torchrun (gloo, CPU) through the whole smoke preset: one writer, the same
+final metrics as the shared one-process smoke run within a stated tolerance."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+from pipeline.device import DeviceInfo, resolve_device
+
+# Two ranks see the same samples per step, but batch norm normalizes each half batch on its own rank,
+# so the float results differ slightly from one process: within 10% of the one-process error.
+REL_TOL = 0.10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_shards_are_disjoint_and_cover_each_batch():
+    idx = torch.arange(10)
+    shards = [DeviceInfo(torch.device("cpu"), 1, is_writer=r == 0, rank=r, world_size=3).shard(idx)
+              for r in range(3)]
+    assert sorted(torch.cat(shards).tolist()) == list(range(10))
+    assert all(set(a.tolist()).isdisjoint(b.tolist()) for i, a in enumerate(shards) for b in shards[i + 1:])
+
+
+def test_cuda_path_is_chosen_and_configured(monkeypatch):
+    """The CUDA branch, with the device mocked: bf16 autocast, cudnn autotune, one process per GPU."""
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with mock.patch("torch.cuda.is_available", return_value=True):
+        dev = resolve_device("auto", 1)
+    assert dev.is_cuda and dev.channels_last and dev.is_writer
+    assert torch.backends.cudnn.benchmark
+    ctx = dev.autocast()
+    assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
+    torch.backends.cudnn.benchmark = False
+    with mock.patch("torch.cuda.mem_get_info", return_value=(10**9, 10**10)):
+        small = torch.zeros(100, dtype=torch.uint8)
+        moved = mock.MagicMock()
+        with mock.patch.object(torch.Tensor, "to", return_value=moved) as to:
+            assert dev.stage_tensor(small) is moved  # fits: copied to the GPU once
+            to.assert_called_once()
+        with mock.patch.object(torch.Tensor, "pin_memory", return_value="pinned"):
+            with mock.patch("torch.cuda.mem_get_info", return_value=(10, 10**10)):
+                assert dev.stage_tensor(small) == "pinned"  # too big: pinned host memory
+
+
+def test_torchrun_two_processes_smoke_matches_one_process(smoke_run, tmp_path):
+    one_out, _ = smoke_run
+    one = json.loads((one_out / "smoke" / "summary.json").read_text())["stages"]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "pipeline", "run", "smoke.yaml", "benchmark.enabled=false", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("summary: ") == 1  # only rank 0 reports
+    two = json.loads((out / "smoke" / "summary.json").read_text())["stages"]
+    assert "2 processes" in json.loads((out / "smoke" / "summary.json").read_text())["device"]
+    for stage in ("teacher", "distill", "qat"):
+        a, b = one[stage]["metrics"]["test_mae"], two[stage]["metrics"]["test_mae"]
+        assert abs(a - b) <= REL_TOL * a, (stage, a, b)
+        epochs = [json.loads(x)["epoch"] for x in (Path(two[stage]["dir"]) / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == sorted(set(epochs))  # one writer: no row twice
+    assert two["export"]["status"] == "ran"
+    assert not list(out.rglob(".*.*"))  # no temporary files of a second writer
