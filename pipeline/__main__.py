@@ -7,6 +7,8 @@ Commands:
   export RUN_DIR [--formats NAME ...] [--int8-io]   re-export a finished run (runs/<experiment>)
   bench RUN_DIR [--backends ..] [--threads 1,2] [--repeats N] [--device adb:SERIAL --benchmark-model PATH]
                                             benchmark a finished run's artifacts (host and Android)
+  sweep CONFIG [key.path=value ...] [--students a,b,c] [--out DIR]
+                                            one run per student, a latency-vs-error table and plot
   report RUN_DIR [--ablation DIR]           write a finished run's report.html and report.md
   presets                                   list the bundled presets
   init NAME [DEST]                          copy a bundled preset to edit
@@ -91,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
                         "python -m pipeline report runs/NAME")
     rp.add_argument("run_dir", help="the run folder, <out>/<experiment>")
     rp.add_argument("--ablation", metavar="DIR", help="an ablation folder (<out>/<experiment>_ablation) to include")
+    sw = sub.add_parser("sweep", help="distil, quantize, export and benchmark several students of one config")
+    sw.add_argument("config")
+    sw.add_argument("overrides", nargs="*", metavar="key.path=value")
+    sw.add_argument("--students", default="mobile_xs,mobile_s,mobile_m",
+                    help="comma-separated student architectures (default: mobile_xs,mobile_s,mobile_m)")
+    sw.add_argument("--out", default="runs")
     sub.add_parser("presets", help="list bundled presets")
     init = sub.add_parser("init", help="copy a bundled preset to edit")
     init.add_argument("name")
@@ -235,6 +243,22 @@ def _export(args) -> int:
     return _exit_code(result)
 
 
+def _sweep(args) -> int:
+    """One run per student, one table and plot (pipeline.sweep)."""
+    from pipeline.models import MODELS
+    from pipeline.sweep import format_md, run_sweep
+
+    students = [s.strip() for s in args.students.split(",") if s.strip()]
+    bad = [s for s in students if s not in MODELS or MODELS[s].role != "student"]
+    if bad:
+        raise ConfigError([f"--students {b}: not a student architecture; use any of: "
+                           + ", ".join(n for n, m in MODELS.items() if m.role == "student") for b in bad])
+    load_config(args.config, args.overrides)  # every config problem before anything runs
+    result = run_sweep(args.config, args.overrides, students, Path(args.out))
+    print(format_md(result["rows"], result["choice"]))
+    return 0
+
+
 def _bench(args) -> int:
     """Rerun only the benchmark stage of a finished run and print its table."""
     overrides = []
@@ -333,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "report":
             return _report(args)
         if args.command == "dataset":

@@ -15,7 +15,7 @@ def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
     out, first = smoke_run
     summary = json.loads((out / "smoke" / "summary.json").read_text())
     stages = summary["stages"]
-    assert [s for s in stages] == ["source", "data", "teacher", "distill", "qat", "export", "benchmark"]
+    assert [s for s in stages] == ["source", "data", "teacher", "distill", "qat", "export", "benchmark", "report"]
     assert all(s["status"] == "ran" for s in stages.values()), stages
     for name, entry in stages.items():
         manifest = json.loads((Path(entry["dir"]) / "manifest.json").read_text())
