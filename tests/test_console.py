@@ -7,6 +7,7 @@ stderr costs nothing extra; the rest runs in a few seconds.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -41,8 +42,10 @@ def test_smoke_run_console_is_clean(smoke_run):
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_known_noise_hidden_unless_verbose(verbose: bool):
+    # a clean environment: an in-process CLI call by another test may have set PYTHONWARNINGS here
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "TF_CPP_MIN_LOG_LEVEL")}
     r = subprocess.run([sys.executable, "-c", EMIT_NOISE.format(verbose=verbose)], capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     assert "INFO pipeline.orchestrate: data: start" in r.stderr and "a real torchao error" in r.stderr
     shown = [w for w in ("Failed to load", "Enum subclasses", "FutureWarning") if w in r.stderr]
