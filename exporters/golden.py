@@ -178,7 +178,12 @@ def find_artifacts(run_dir: Path, formats: Sequence[str] | None = None) -> dict[
     if not run_dir.exists():
         raise FileNotFoundError(f"{run_dir} does not exist; pass a run folder written by `python -m pipeline run`")
     found: dict[str, Path] = {}
-    metas = [run_dir / META_FILE] if (run_dir / META_FILE).exists() else list(run_dir.rglob(META_FILE))
+    if (run_dir / META_FILE).exists():  # a format folder
+        metas = [run_dir / META_FILE]
+    elif any(run_dir.glob("export-*")):  # a run folder: the student's exports only (the benchmark stage
+        metas = list(run_dir.glob(f"export-*/*/{META_FILE}"))  # also holds the teacher's)
+    else:  # an export-stage folder
+        metas = list(run_dir.glob(f"*/{META_FILE}"))
     for meta_path in sorted(metas, key=lambda p: p.stat().st_mtime):
         meta = read_meta(meta_path)
         fmt = meta.get("format", "")

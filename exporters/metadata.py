@@ -28,12 +28,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporters.formats import FORMATS, Format
+from pipeline.quant.pixels import PIXEL_SCALE, PIXEL_ZERO_POINT
 
 log = logging.getLogger(__name__)
 
 META_FILE = "model_meta.json"
 # int8 input of image models: x in [0, 1] -> q = round(x * 255) - 128, so a raw uint8 pixel p feeds p - 128.
-IMAGE_INT8_QUANT = {"scale": 1.0 / 255.0, "zero_point": -128}
+IMAGE_INT8_QUANT = {"scale": PIXEL_SCALE, "zero_point": PIXEL_ZERO_POINT}
 BASE_KEYS = ("name", "version", "description", "author", "license", "config_hash")
 
 

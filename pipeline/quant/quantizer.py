@@ -27,6 +27,7 @@ import torch
 from torch.fx import GraphModule, Node
 
 from pipeline.quant.patches import export_patterns_as_modules
+from pipeline.quant.pixels import PIXEL_SCALE, PIXEL_ZERO_POINT
 
 _ACTIVATIONS = {torch.ops.aten.relu.default, torch.ops.aten.relu_.default, torch.ops.aten.hardtanh.default,
                 torch.ops.aten.hardtanh_.default, torch.ops.aten.clamp.default}
@@ -88,7 +89,6 @@ def normalization_chain(model: GraphModule) -> tuple[Node, list[Node]] | None:
     return None
 
 
-PIXEL_QUANTIZATION = (1 / 255, -128)  # an image input in [0, 1] quantized so that int8 = pixel - 128
 
 
 def float_input_normalization(model: GraphModule) -> int:
@@ -118,7 +118,7 @@ def pixel_input_quantization(model: GraphModule) -> int:
             ann = user.meta.get(_ANNOTATION)
             if ann is not None and placeholder in ann.input_qspec_map:
                 ann.input_qspec_map[placeholder] = FixedQParamsQuantizationSpec(
-                    dtype=torch.int8, scale=PIXEL_QUANTIZATION[0], zero_point=PIXEL_QUANTIZATION[1],
+                    dtype=torch.int8, scale=PIXEL_SCALE, zero_point=PIXEL_ZERO_POINT,
                     quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
                 fixed += 1
     return fixed
