@@ -418,3 +418,28 @@ def test_training_loop_imports_without_torchao():
 
     code = "import sys, pipeline.train; assert 'torchao' not in sys.modules, 'torchao imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_int8_io_tflite_takes_pixels_minus_128(tmp_path):
+    """int8 I/O on the real student: the input tensor is int8 with the pixel quantization, verified."""
+    from exporters.export import export_all
+    from exporters.formats import ExportOptions
+    from exporters.metadata import base_meta
+    from pipeline.quant.pixels import PIXEL_SCALE, PIXEL_ZERO_POINT
+    from tests.conftest import make_tiny_student, tiny_images
+
+    model = make_tiny_student("mobile_xs", width_mult=0.5)
+    prepared = quant.prepare_ptq(model, tiny_images(2, 1))
+    quant.calibrate(prepared, [tiny_images(16, 2)])
+    meta = base_meta(name="tiny", version="0", description="tiny", author="tests", license="Apache-2.0",
+                     config_hash="0")
+    report = export_all(model, quant.convert(prepared), tiny_images(8, 3), tmp_path, ["tflite_int8"], meta,
+                        ExportOptions(int8_io=True))
+    rec = report["artifacts"]["tflite_int8"]
+    assert rec["status"] == "verified", rec
+    inp = [n for n, d in _tflite_ops(tmp_path / rec["path"])][:1]
+    assert inp and inp[0] != "QUANTIZE"  # no float->int8 step: the app feeds pixel - 128
+    from ai_edge_litert.interpreter import Interpreter
+
+    detail = Interpreter(model_path=str(tmp_path / rec["path"])).get_input_details()[0]
+    assert detail["dtype"] == np.int8 and detail["quantization"] == (pytest.approx(PIXEL_SCALE), PIXEL_ZERO_POINT)
