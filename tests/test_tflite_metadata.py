@@ -192,7 +192,9 @@ def test_buffers_stay_aligned(written) -> None:
 
 def _flatc(*args: str) -> None:
     if shutil.which("flatc") is None:
-        pytest.fail("flatc not found: install the Debian/Ubuntu package flatbuffers-compiler (.ci/run does)")
+        if os.environ.get("CI"):  # CI installs it: a missing flatc there is a broken set-up, not a skip
+            pytest.fail("flatc not found: .ci/run installs the Debian package flatbuffers-compiler")
+        pytest.skip("flatc is not installed (apt-get install flatbuffers-compiler); CI installs it")
     subprocess.run(["flatc", *args], check=True, capture_output=True, text=True)
 
 
