@@ -105,12 +105,14 @@ def latency_vs_error(rows: list[dict[str, Any]], units: str) -> bytes:
     plt = _plt()
     pts = [(r["p50_ms"], r["test_mae"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for r, (x, y) in zip(rows, pts, strict=True):
-        color = "tab:orange" if r["model"] == "teacher" else "tab:blue"
-        ax.scatter(x, y, color=color, marker="s" if r["precision"] == "int8" else "o", zorder=3)
-        ax.annotate(f"{r['artifact']} ({r['backend']} x{r['threads']})", (x, y), fontsize=6,
-                    xytext=(4, 3), textcoords="offset points")
     front = pareto_front(pts)
+    for i, (r, (x, y)) in enumerate(zip(rows, pts, strict=True)):
+        color = "tab:orange" if r["model"] == "teacher" else "tab:blue"
+        ax.scatter(x, y, color=color, marker="s" if r["precision"] == "int8" else "o", zorder=3,
+                   alpha=1.0 if i in front else 0.45)
+        if i in front:  # labels on the front only: the rest would overlap (every row is in the table)
+            ax.annotate(f"{r['artifact']} ({r['backend']} x{r['threads']})", (x, y), fontsize=7,
+                        xytext=(5, 4), textcoords="offset points")
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="tab:green", linestyle="--",
             label="Pareto front", zorder=2)
     ax.scatter([], [], color="tab:blue", label="student")
