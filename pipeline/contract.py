@@ -283,6 +283,7 @@ def load_student(stage: StageDir | Path, device: Any = "cpu"):
 def load_int8(stage: StageDir | Path):
     """The QAT stage's converted (Q/DQ) student."""
     import torch
+
     # the graph calls quantized_decomposed ops: register them before deserializing (a fresh process
     # that has not imported torchao has none)
     from torch.ao.quantization.fx._decomposed import quantized_decomposed_lib  # noqa: F401
