@@ -351,3 +351,25 @@ def test_target_validation(files: dict[str, Path]) -> None:
         AndroidTarget(None, files["classic"], delegate="hexagon")
     with pytest.raises(ValueError, match="hex CPU mask"):
         AndroidTarget(None, files["classic"], taskset_mask="big cores")
+
+
+def test_benchmark_stage_android_rows(fake_adb: FakeAdb, files: dict[str, Path], tmp_path: Path) -> None:
+    """The benchmark stage's Android rows: named like the host rows, p50 from the device, one per thread count;
+    without a binary, one 'skipped' row per TFLite artifact that says how to get one."""
+    import types
+
+    from benchmarks.harness import Target
+    from pipeline.config import load_config
+    from pipeline.stages.benchmark import _android_rows
+
+    target = Target("student/tflite_int8", "student", "tflite_int8", "int8", "litert", files["model"])
+    ctx = types.SimpleNamespace(dir=tmp_path / "stage")
+    cfg = load_config("smoke.yaml", [f"benchmark.android.benchmark_model='{files['classic']}'",
+                                     "benchmark.threads=[1,4]"])
+    rows = _android_rows(cfg, [target], ctx)
+    assert [(r["artifact"], r["backend"], r["threads"], r["status"]) for r in rows] == [
+        ("student/tflite_int8", "android", 1, "ok"), ("student/tflite_int8", "android", 4, "ok")]
+    assert rows[0]["p50_ms"] == 42.419 and rows[0]["delegate_applied"].startswith("partial: CPU fallback")
+    skipped = _android_rows(load_config("smoke.yaml"), [target], ctx)
+    assert [r["status"].split(":")[0] for r in skipped] == ["skipped"]
+    assert "benchmark.android.benchmark_model" in skipped[0]["status"]
