@@ -1,6 +1,6 @@
 """QAT stage: int8 quantization-aware fine-tuning of the distilled student, with a PTQ baseline.
 
-Route (``pipeline/quant.py``): ``torch.export`` with a dynamic batch -> torchao PT2E
+Route (``pipeline/quant/``): ``torch.export`` with a dynamic batch -> torchao PT2E
 ``prepare_qat_pt2e`` with litert-torch's quantizer (int8 per-channel symmetric weights, int8
 activations, batch norm folded) -> fine-tune -> ``convert_pt2e``. The PTQ baseline calibrates the
 same quantizer's observers on the same batches and converts without training, so the value of QAT
