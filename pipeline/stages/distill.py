@@ -71,20 +71,36 @@ def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path) -> dict
             "recall": round(tp / truth.sum(), 4) if truth.sum() else None}
 
 
-def distill_step(method: Method, params: LossParams, teacher: torch.nn.Module | None, tied_heads: bool):
-    """The training step of a method. ``teacher`` given: augmentation is on and the teacher runs on the
-    augmented batch; else its cached predictions (``batch["y_t"]``) are used. ``tied_heads``: the model
-    has one output standing in for both heads (the QAT stage's single-output student)."""
+def distill_step(method: Method, params: LossParams, tied_heads: bool):
+    """The training step of a method, on the teacher's cached predictions: ``batch["y_t"]``, and for
+    horizontally flipped samples ``batch["y_t_flip"]`` (the teacher on the mirrored image, see
+    :func:`flipped_teacher_extras`). ``tied_heads``: the model has one output standing in for both
+    heads (the QAT stage's single-output student)."""
 
     def step(model, batch):
         out = model(batch["x"])
         hl, ht = (out, out) if tied_heads else out
         y_t = batch["y_t"]
-        if teacher is not None:
-            with torch.no_grad():
-                y_t = teacher(batch["x"]).float()
+        if "flip" in batch and "y_t_flip" in batch:
+            y_t = torch.where(batch["flip"].view(-1, 1), batch["y_t_flip"], y_t)
         return method.loss(hl.float(), ht.float(), batch["y"], y_t, params)
     return step
+
+
+def flipped_teacher_extras(teacher_dir, x_train: np.ndarray, dev) -> dict[str, torch.Tensor]:
+    """``{"y_t_flip": teacher predictions on the mirrored training images}``, computed once.
+
+    Why: flip augmentation is a fixed mirror of each image, so the teacher's answer to every flipped
+    sample can be computed in one pass before training instead of re-running the 28x larger teacher
+    on every flipped batch of every epoch (measured on the default preset, 2 CPU threads: 12.8-14.8 s
+    per distill epoch with the teacher in the loop, against 3.7 s without augmentation).
+    """
+    teacher = load_teacher(teacher_dir, dev.device)
+    mirrored = np.ascontiguousarray(np.asarray(x_train)[:, :, ::-1, :])  # uint8 NHWC: flip the width axis
+    y_flip = predict(teacher, torch.from_numpy(mirrored), dev)
+    log.info("teacher predictions on %d mirrored training images computed once for flip augmentation",
+             len(mirrored))
+    return {"y_t_flip": torch.from_numpy(y_flip)}
 
 
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
@@ -109,13 +125,14 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
         student = student.to(memory_format=torch.channels_last)
     mirror = data.stats["mirror_signs"]
     augment = d.train.augment and mirror is not None
-    teacher = load_teacher(teacher_dir, dev.device) if (augment and method.uses_teacher) else None
-    train = TrainData(torch.from_numpy(data.x("train")), torch.from_numpy(data.y("train")),
-                      extras={"y_t": torch.from_numpy(y_t_train)},
+    extras = {"y_t": torch.from_numpy(y_t_train)}
+    if augment and method.uses_teacher:
+        extras.update(flipped_teacher_extras(teacher_dir, data.x("train"), dev))
+    train = TrainData(torch.from_numpy(data.x("train")), torch.from_numpy(data.y("train")), extras=extras,
                       mirror_signs=torch.tensor(mirror) if mirror else None)
     head = exported_head(cfg)
 
-    step = distill_step(method, params, teacher, tied_heads=False)
+    step = distill_step(method, params, tied_heads=False)
 
     val_x, val_y = torch.from_numpy(data.x("val")), data.y("val")
 

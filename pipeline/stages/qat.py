@@ -22,14 +22,14 @@ import torch
 
 from pipeline import quant
 from pipeline.config import Config
-from pipeline.contract import QatMetrics, as_metrics, load_predictions, load_student, load_teacher
+from pipeline.contract import QatMetrics, as_metrics, load_predictions, load_student
 from pipeline.data.dataset import load_dataset
 from pipeline.evaluate import errors, mae
 from pipeline.losses import METHODS, LossParams
 from pipeline.runs import StageContext, atomic_save, atomic_write_json
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput, StageSkipped
-from pipeline.stages.distill import dataset_threshold, distill_step
+from pipeline.stages.distill import dataset_threshold, distill_step, flipped_teacher_extras
 from pipeline.train import TrainData, fit, predict, to_model_input
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,12 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     method = METHODS[cfg.distill.method]
     params = LossParams.from_config(cfg.distill, tuple(float(v) for v in dataset_threshold(cfg, data.y("train") - y_t)))
     mirror = data.stats["mirror_signs"]
+    extras = {"y_t": torch.from_numpy(y_t)}
+    if q.train.augment and mirror is not None and method.uses_teacher:
+        extras.update(flipped_teacher_extras(ctx.upstream["teacher"].path, data.x("train"), dev))
     train = TrainData(torch.from_numpy(data.x("train")), torch.from_numpy(data.y("train")),
-                      extras={"y_t": torch.from_numpy(y_t)}, mirror_signs=torch.tensor(mirror) if mirror else None)
-    teacher = load_teacher(ctx.upstream["teacher"].path, dev.device) \
-        if (q.train.augment and mirror is not None) else None
-    step = distill_step(method, params, teacher, tied_heads=True)
+                      extras=extras, mirror_signs=torch.tensor(mirror) if mirror else None)
+    step = distill_step(method, params, tied_heads=True)
 
     def schedule(model, epoch: int) -> None:
         if epoch >= q.freeze_bn_epoch:
