@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.artifact_io import quantize_np
 from exporters.metadata import META_FILE, read_meta
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def input_tensor(rgb: np.ndarray, meta: dict) -> np.ndarray:
     if spec["dtype"] != "int8" or not spec.get("quantization"):
         raise ValueError(f"input dtype {spec['dtype']!r} without quantization is not supported")
     q = spec["quantization"]
-    return np.clip(np.rint(x / float(q["scale"])) + int(q["zero_point"]), -128, 127).astype(np.int8)[None]
+    return quantize_np(x, float(q["scale"]), int(q["zero_point"]), "int8")[None]
 
 
 def dequantize(raw: np.ndarray, out_spec: dict) -> np.ndarray:

@@ -21,13 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.artifact_io import (  # noqa: F401  (runtime_inputs, runtime_outputs re-exported)
-    dequantize_np,
-    io_quantization,
-    quantize_np,
-    runtime_inputs,
-    runtime_outputs,
-)
+from exporters.artifact_io import dequantize_np, io_quantization, quantize_np, runtime_inputs, runtime_outputs
 from exporters.formats import FORMATS, OUTPUT_STEPS_TOLERANCE, Format, missing_runtime
 from exporters.runtimes import open_runtime
 

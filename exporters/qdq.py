@@ -21,8 +21,6 @@ import torch
 from torch import fx, nn
 from torch.ao.quantization.fx._decomposed import quantized_decomposed_lib  # noqa: F401  (registers the ops)
 
-from exporters.artifact_io import dequantize_np, quantize_np  # noqa: F401  (re-exported)
-
 log = logging.getLogger(__name__)
 
 _QD = torch.ops.quantized_decomposed

@@ -34,8 +34,7 @@ def _image_norm(stats: dict) -> nn.Module:
     """Image networks take the [0, 1] pixels as they are: their first conv is followed by batch norm,
     which normalizes its output anyway, and without a float ``(x - mean) / std`` in front the int8
     artifacts start with one quantize of the raw pixels (``pixel - 128``; none with int8 I/O), and the
-    float artifacts with the first conv (measured: the two float ops cost about 10 us of a 28 us int8
-    TFLite student on one x86 thread)."""
+    float artifacts with the first conv (README, Benchmarks: what changed in the int8 graphs)."""
     return nn.Identity()
 
 
