@@ -73,6 +73,7 @@ class TeacherMetrics:
     params: int
     macs: int
     arch: str
+    train_precision: str = "fp32"  # bf16 or fp32: what the training steps ran in (DeviceInfo.precision)
 
 
 @dataclass

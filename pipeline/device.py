@@ -45,10 +45,17 @@ class DeviceInfo:
         # it is the layout cuDNN's bf16 convolutions run fastest in.
         return True
 
-    def autocast(self):
+    def autocast(self, cpu_bf16: bool = False):
+        """bf16 autocast on CUDA; on the CPU only when asked and the CPU computes bf16 natively."""
         if self.is_cuda:
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if cpu_bf16 and cpu_has_native_bf16():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def precision(self, cpu_bf16: bool = False) -> str:
+        """What :meth:`autocast` runs: ``bf16`` or ``fp32``."""
+        return "bf16" if self.is_cuda or (cpu_bf16 and cpu_has_native_bf16()) else "fp32"
 
     def describe(self) -> str:
         ranks = f", {self.world_size} processes" if self.distributed else ""
@@ -89,6 +96,16 @@ class DeviceInfo:
         t = torch.tensor([1.0 if flag else 0.0], device=self.device if self.is_cuda else "cpu")
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         return bool(t.item())
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bf16 on this CPU in hardware (AVX512-BF16 or AMX). Without it bf16 is
+    emulated and several times slower than fp32, so :meth:`DeviceInfo.autocast` keeps fp32 there.
+    PyTorch exposes the check only as this private op; if it ever goes away the answer is False."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _cores() -> int:

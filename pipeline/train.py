@@ -187,6 +187,7 @@ def fit(model: nn.Module, step_fn: StepFn, data: TrainData, val_fn: ValFn, cfg: 
         from torch.nn.parallel import DistributedDataParallel
 
         train_model = DistributedDataParallel(model, device_ids=[dev.device.index] if dev.is_cuda else None)
+    log.debug("%s: training steps in %s", desc, dev.precision(cfg.cpu_bf16))
     x_all, y_all = dev.stage_tensor(data.x), dev.stage_tensor(data.y)
     extras = {k: dev.stage_tensor(v) for k, v in data.extras.items()}
     mirror = data.mirror_signs.to(dev.device) if (cfg.augment and data.mirror_signs is not None) else None
@@ -212,7 +213,7 @@ def fit(model: nn.Module, step_fn: StepFn, data: TrainData, val_fn: ValFn, cfg: 
                 batch["x"] = torch.where(flip.view(-1, 1, 1, 1), batch["x"].flip(3), batch["x"])
                 batch["y"] = torch.where(flip.view(-1, 1), batch["y"] * mirror, batch["y"])
                 batch["flip"] = flip
-            with dev.autocast():
+            with dev.autocast(cfg.cpu_bf16):
                 parts = step_fn(train_model, batch)
             opt.zero_grad(set_to_none=True)
             parts["loss"].backward()

@@ -55,6 +55,28 @@ def test_cuda_path_is_chosen_and_configured(monkeypatch):
                 assert dev.stage_tensor(small) == "pinned"  # too big: pinned host memory
 
 
+def test_cpu_bf16_only_where_the_cpu_computes_bf16_natively():
+    """The teacher's cpu_bf16 knob turns on autocast only with native bf16; emulated bf16 is far slower."""
+    dev = DeviceInfo(torch.device("cpu"), 1)
+    assert not isinstance(dev.autocast(), torch.autocast) and dev.precision() == "fp32"
+    with mock.patch("pipeline.device.cpu_has_native_bf16", return_value=True):
+        ctx = dev.autocast(cpu_bf16=True)
+        assert isinstance(ctx, torch.autocast) and ctx.device == "cpu" and ctx.fast_dtype == torch.bfloat16
+        assert dev.precision(cpu_bf16=True) == "bf16"
+    with mock.patch("pipeline.device.cpu_has_native_bf16", return_value=False):
+        assert not isinstance(dev.autocast(cpu_bf16=True), torch.autocast)
+        assert dev.precision(cpu_bf16=True) == "fp32"
+    with mock.patch("torch.ops.mkldnn._is_mkldnn_bf16_supported", side_effect=RuntimeError("gone"), create=True):
+        from pipeline.device import cpu_has_native_bf16
+        assert cpu_has_native_bf16() is False
+
+
+def test_teacher_trains_in_bf16_by_default_and_students_in_fp32():
+    from pipeline.config import load_config
+    cfg = load_config("face_pose.yaml", [])
+    assert cfg.teacher.train.cpu_bf16 and not cfg.distill.train.cpu_bf16 and not cfg.qat.train.cpu_bf16
+
+
 def test_torchrun_two_processes_smoke_matches_one_process(smoke_run, tmp_path):
     one_out, _ = smoke_run
     one = json.loads((one_out / "smoke" / "summary.json").read_text())["stages"]

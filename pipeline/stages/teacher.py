@@ -66,15 +66,16 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     def val_fn(m):
         return {"val_mae": mae(predict(m, val_x, dev), val_y)}
 
-    log.info("teacher %s: %.2fM params, %.1fM MACs, on %s", cfg.teacher.arch, params / 1e6, macs / 1e6,
-             dev.describe())
+    precision = dev.precision(cfg.teacher.train.cpu_bf16)
+    log.info("teacher %s: %.2fM params, %.1fM MACs, on %s, training in %s", cfg.teacher.arch, params / 1e6,
+             macs / 1e6, dev.describe(), precision)
     result = fit(model, teacher_step(cfg), train, val_fn, cfg.teacher.train, dev, ctx.dir, desc="teacher")
     names = data.output_names
     preds = {s: predict(model, torch.from_numpy(data.x(s)), dev) for s in ("train", "val", "test")}
     metrics = {**errors(preds["test"], data.y("test"), names), "val_mae": round(result.best_metric, 4),
                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                "stopped_early": result.stopped_early, "train_seconds": result.train_seconds,
-               "params": params, "macs": macs, "arch": cfg.teacher.arch}
+               "params": params, "macs": macs, "arch": cfg.teacher.arch, "train_precision": precision}
     if ctx.is_writer:
         atomic_torch_save(ctx.dir / MODEL_FILE, {"arch": cfg.teacher.arch, "stats": data.stats,
                                                  "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
