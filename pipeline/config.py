@@ -126,6 +126,10 @@ class TorConfig:
         "dataset", "where the robust sigma (and chauvenet's beta) come from: each batch, or once "
         "over the training set after the teacher is trained")
     eps: float = option(1e-6, "keeps the sqrt branch's gradient finite at 0", min=0)
+    reject: Literal["element", "sample"] = option(
+        "element", "what a large teacher residual rejects: that output of the sample only (element, the "
+                   "re-implementations), or every output of the sample (sample: a mislabelled image is "
+                   "usually wrong in all its outputs)")
 
 
 @dataclass
@@ -143,9 +147,10 @@ class DistillConfig:
     huber_delta: float = option(5.0, "scratch_huber: Huber delta in label units", min=0)
     tbr_margin: float = option(0.0, "tbr: margin m (squared label units)", min=0)
     tbr_nu: float = option(0.5, "tbr: weight nu of the teacher bound term", min=0)
-    inference_head: Literal["teacher", "label", "mean"] = option(
-        "mean", "which head the exported single-output student answers with (two-headed methods); "
-                "'mean' was chosen by noisy-validation error in the ablation (README: Results)")
+    inference_head: Literal["teacher", "label", "mean", "auto"] = option(
+        "mean", "which head the exported single-output student answers with (two-headed methods); 'auto' "
+                "picks, after training, the head with the lowest noisy-validation error on the samples the "
+                "teacher does not flag. 'mean' was chosen by that error in the ablation (README: Results)")
     # No augmentation by default: the teacher's predictions are then computed once and cached.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, lr=5e-3, weight_decay=5e-5,
                                                                    augment=False))

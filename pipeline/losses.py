@@ -8,6 +8,8 @@ TOR (teacher outlier rejection), element-wise over outputs::
 
     r = |y~ - y_T|;  inlier (r <= e_out): (h_L - y~)^2;  outlier: branch(h_L - y_T);  L_TOR = mean
 
+With ``tor.reject: sample`` one output beyond its threshold makes every output of that sample an outlier.
+
 Thresholds ``e_out`` per output dimension, from a robust sigma = 1.4826 * MAD(y~ - y_T):
 
 - ``chauvenet``: e_out = sigma * sqrt(-2 ln(sqrt(2 pi) sigma alpha / beta)), beta = samples the
@@ -63,6 +65,7 @@ class LossParams:
     fixed: float = 15.0
     sigma_from: str = "dataset"
     eps: float = 1e-6
+    reject: str = "element"
     label_weight: float = 1.0
     teacher_weight: float = 1.0
     kd_mix_weight: float = 0.5
@@ -75,8 +78,8 @@ class LossParams:
     @classmethod
     def from_config(cls, d, dataset_threshold: tuple[float, ...] | None = None) -> LossParams:
         t = d.tor
-        return cls(t.outlier_branch, t.threshold, t.alpha, t.k, t.fixed, t.sigma_from, t.eps, d.label_weight,
-                   d.teacher_weight, d.kd_mix_weight, d.huber_delta, d.tbr_margin, d.tbr_nu, dataset_threshold)
+        return cls(t.outlier_branch, t.threshold, t.alpha, t.k, t.fixed, t.sigma_from, t.eps, t.reject,
+                   d.label_weight, d.teacher_weight, d.kd_mix_weight, d.huber_delta, d.tbr_margin, d.tbr_nu, dataset_threshold)
 
 
 def _threshold(y: torch.Tensor, y_t: torch.Tensor, p: LossParams) -> torch.Tensor:
@@ -86,6 +89,17 @@ def _threshold(y: torch.Tensor, y_t: torch.Tensor, p: LossParams) -> torch.Tenso
         return torch.tensor(p.dataset_threshold, dtype=y.dtype, device=y.device)
     r = (y - y_t).detach()
     return outlier_threshold(robust_sigma(r), p.threshold, r.shape[0], p.alpha, p.k, p.fixed)
+
+
+def inlier_mask(residual: torch.Tensor, e_out: torch.Tensor, reject: str = "element") -> torch.Tensor:
+    """(N, D) True where the label is kept. ``element``: per output; ``sample``: a sample with any
+    output beyond its threshold is rejected in every output."""
+    keep = residual.abs() <= e_out
+    if reject == "sample":
+        return keep.all(dim=1, keepdim=True).expand_as(keep)
+    if reject != "element":
+        raise ValueError(f"unknown rejection unit {reject!r}")
+    return keep
 
 
 def outlier_branch(h: torch.Tensor, y_t: torch.Tensor, branch: str, eps: float) -> torch.Tensor:
@@ -105,7 +119,7 @@ def tor_loss(h: torch.Tensor, y: torch.Tensor, y_t: torch.Tensor, p: LossParams
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """(L_TOR, inlier mask). ``h``: label-head predictions; ``y``: noisy labels; ``y_t``: teacher."""
     e_out = _threshold(y, y_t, p)
-    inlier = (y - y_t).abs() <= e_out
+    inlier = inlier_mask(y - y_t, e_out, p.reject)
     per_elem = torch.where(inlier, (h - y) ** 2, outlier_branch(h, y_t, p.outlier_branch, p.eps))
     return per_elem.mean(), inlier
 

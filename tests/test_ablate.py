@@ -42,3 +42,17 @@ def test_tiny_ablation_grid(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pipeline", "ablate", "sinusoid", "--methods", "tor_mtt"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown method" in bad.stderr
+
+
+def test_auto_head_is_the_lowest_noisy_validation_error(tmp_path):
+    """inference_head=auto picks the head by noisy-validation error on unflagged samples, never by clean test."""
+    args = [sys.executable, "-m", "pipeline", "run", "sinusoid", *TINY_SINUSOID, "distill.inference_head=auto",
+            "distill.tor.reject=sample", "--only", "distill", "--out", str(tmp_path)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = json.loads(next(tmp_path.rglob("distill-*/manifest.json")).read_text())
+    m = manifest["metrics"]
+    val = m["heads_val_mae_unflagged"]
+    assert m["head"] == min(val, key=val.get)
+    assert m["test_mae"] == m["heads"][m["head"]]["test_mae"]
+    assert m["val_mae_unflagged"] == val[m["head"]]

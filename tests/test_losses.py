@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from pipeline.losses import METHODS, LossParams, outlier_threshold, robust_sigma, tbr_loss, tor_loss
+from pipeline.losses import (
+    METHODS,
+    LossParams,
+    inlier_mask,
+    outlier_threshold,
+    robust_sigma,
+    tbr_loss,
+    tor_loss,
+)
 
 
 def _data(seed=0, n=64, d=3):
@@ -140,3 +148,21 @@ def test_kd_mix_endpoints():
     for w, target in ((0.0, y), (1.0, y_t)):
         out = METHODS["kd_mix"].loss(h, h, y, y_t, LossParams(kd_mix_weight=w))
         assert float(out["loss"]) == pytest.approx(float(((h - target) ** 2).mean()), rel=1e-6)
+
+
+def test_sample_rejection_rejects_every_output_of_a_flagged_sample():
+    h, y, y_t = _data(seed=3)
+    y = y.clone()
+    y[:8, 1] = y_t[:8, 1]  # outlier samples with one output that agrees with the teacher
+    e_out = (10.0, 10.0, 10.0)
+    by_elem = LossParams(sigma_from="dataset", dataset_threshold=e_out, reject="element", outlier_branch="l1")
+    by_sample = LossParams(sigma_from="dataset", dataset_threshold=e_out, reject="sample", outlier_branch="l1")
+    _, keep_elem = tor_loss(h, y, y_t, by_elem)
+    loss, keep_sample = tor_loss(h, y, y_t, by_sample)
+    assert keep_elem[:8, 1].all() and not keep_sample[:8].any()
+    assert torch.equal(keep_sample[8:], keep_elem[8:].all(1, keepdim=True).expand(-1, 3))
+    # reference: the element-wise loss with the sample mask written out by hand
+    ref = torch.where(keep_sample, (h - y) ** 2, (h - y_t).abs()).mean()
+    assert float(loss.detach()) == pytest.approx(float(ref.detach()), rel=1e-6)
+    with pytest.raises(ValueError, match="rejection unit"):
+        inlier_mask(y - y_t, torch.tensor(e_out), "row")

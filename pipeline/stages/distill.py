@@ -20,7 +20,7 @@ from pipeline.contract import (
 )
 from pipeline.data.dataset import Dataset, load_dataset
 from pipeline.evaluate import errors, mae
-from pipeline.losses import METHODS, LossParams, Method, outlier_threshold, robust_sigma
+from pipeline.losses import METHODS, LossParams, Method, inlier_mask, outlier_threshold, robust_sigma
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
 from pipeline.models.student import select_head
@@ -39,9 +39,15 @@ def config_slice(cfg: Config) -> dict:
     return {"distill": to_dict(cfg.distill)}
 
 
+HEADS = ("label", "teacher", "mean")
+
+
 def exported_head(cfg: Config) -> str:
-    """Single-head methods train and answer with the label head; two-headed ones use the knob."""
-    return cfg.distill.inference_head if METHODS[cfg.distill.method].two_heads else "label"
+    """Single-head methods train and answer with the label head; two-headed ones use the knob. With
+    ``auto`` the epochs are selected on the ``mean`` head and the head is chosen after training."""
+    if not METHODS[cfg.distill.method].two_heads:
+        return "label"
+    return "mean" if cfg.distill.inference_head == "auto" else cfg.distill.inference_head
 
 
 def dataset_threshold(cfg: Config, residual: np.ndarray) -> np.ndarray:
@@ -51,11 +57,11 @@ def dataset_threshold(cfg: Config, residual: np.ndarray) -> np.ndarray:
     return outlier_threshold(robust_sigma(r), t.threshold, len(r), t.alpha, t.k, t.fixed).numpy()
 
 
-def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path) -> dict:
+def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path, reject: str = "element") -> dict:
     """Write the CSV of training samples whose teacher residual exceeds e_out; score the flagger."""
     y = data.y("train")
     residual = y - y_t
-    flags = np.abs(residual) > e_out
+    flags = ~inlier_mask(torch.from_numpy(residual), torch.from_numpy(e_out), reject).numpy()
     names = data.output_names
     lines = [",".join(["index"] + [f"label_{n}" for n in names] + [f"teacher_{n}" for n in names]
                       + [f"residual_{n}" for n in names])]
@@ -112,7 +118,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     preds = load_predictions(teacher_dir)
     y_t_train, y_t_val = preds["train"], preds["val"]
     e_out = dataset_threshold(cfg, data.y("train") - y_t_train)
-    flagger = flag_report(data, y_t_train, e_out, ctx.dir / FLAGGED_FILE)
+    flagger = flag_report(data, y_t_train, e_out, ctx.dir / FLAGGED_FILE, d.tor.reject)
     threshold = tuple(float(v) for v in e_out)
     params = LossParams.from_config(d, threshold)
 
@@ -147,7 +153,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     names = data.output_names
     test_x, test_y = torch.from_numpy(data.x("test")), data.y("test")
     heads = predict(student, test_x, dev)  # (2, N, D): label head, teacher head
-    by_head = {h: select_head((heads[0], heads[1]), h) for h in ("label", "teacher", "mean")}
+    by_head = {h: select_head((heads[0], heads[1]), h) for h in HEADS}
     val_heads = predict(student, val_x, dev)
     heads_val_mae = {h: mae(select_head((val_heads[0], val_heads[1]), h), val_y) for h in by_head}
     # The same on validation samples the teacher does not flag: gross label errors add a large, nearly
@@ -156,6 +162,10 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     keep = (np.abs(val_y - y_t_val) <= np.asarray(threshold)).all(1)
     heads_val_mae_unflagged = {h: float(np.abs(select_head((val_heads[0], val_heads[1]), h)[keep]
                                                - val_y[keep]).mean()) for h in by_head}
+    if method.two_heads and d.inference_head == "auto":  # chosen on noisy validation, never on clean test
+        head = min(HEADS, key=lambda h: heads_val_mae_unflagged[h])
+        log.info("distill: inference_head auto -> %s (noisy-validation MAE on unflagged samples: %s)", head,
+                 ", ".join(f"{h} {v:.4f}" for h, v in heads_val_mae_unflagged.items()))
     metrics = {**errors(by_head[head], test_y, names), "head": head, "method": d.method,
                "heads": {h: errors(p, test_y, names) for h, p in by_head.items()},
                "heads_val_mae": {h: round(v, 4) for h, v in heads_val_mae.items()},
