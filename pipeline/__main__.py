@@ -291,7 +291,7 @@ def _bench(args) -> int:
         from benchmarks.harness import format_table
 
         print("\n" + format_table(json.loads(bench_json.read_text())))
-    return EXIT_STAGE_FAILED if result.failed else 0
+    return _exit_code(result)
 
 
 def _report(args) -> int:
@@ -315,7 +315,7 @@ def _report(args) -> int:
     _print_summary(result)
     if stage.get("status") == "ran":
         print(f"report: {Path(stage['dir']) / 'report.html'}\n        {Path(stage['dir']) / 'report.md'}")
-    return EXIT_STAGE_FAILED if result.failed else 0
+    return _exit_code(result)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -227,7 +227,41 @@ def markdown_table(rows: list[dict], grid: Grid) -> str:
         if metric == "test_mae":
             lines.append("| (teacher) | " + " | ".join(teach) + " |")
         lines.append("")
+    lines += heads_table(rows, grid)
     return "\n".join(lines)
+
+
+def auto_head(row: dict) -> str:
+    """The head ``inference_head: auto`` answers with: lowest noisy-validation MAE on unflagged samples."""
+    val = row["heads_val_mae_unflagged"]
+    return min(("label", "teacher", "mean"), key=lambda h: val[h])
+
+
+def heads_table(rows: list[dict], grid: Grid) -> list[str]:
+    """Two-headed variants: clean-test MAE of each head and of the head ``auto`` picks on noisy
+    validation, mean over seeds; how often ``auto`` picked the head that was best on clean test."""
+    two = [v for v in grid.variants if METHODS[v.method].two_heads]
+    if not two:
+        return []
+    cols = list(itertools.product(grid.noise, grid.fractions))
+    lines = [f"### two-headed methods: clean-test MAE per inference head, mean over {len(grid.seeds)} seeds "
+             "(auto: the head with the lowest noisy-validation MAE on unflagged samples, chosen per run)\n",
+             "| variant, head | " + " | ".join(f"noise {n:g}, outliers {f:g}" for n, f in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for v in two:
+        for head in ("label", "teacher", "mean", "auto"):
+            cells = []
+            for n, f in cols:
+                sel = [r for r in rows if r["variant"] == v.label and r["noise_std"] == n and r["outlier_fraction"] == f]
+                vals = [r["heads_test_mae"][auto_head(r) if head == "auto" else head] for r in sel]
+                cells.append(f"{np.mean(vals):.3f}" if vals else "-")
+            lines.append(f"| {v.label}, {head} | " + " | ".join(cells) + " |")
+        sel = [r for r in rows if r["variant"] == v.label]
+        hits = sum(auto_head(r) == min(r["heads_test_mae"], key=r["heads_test_mae"].get) for r in sel)
+        lines.append(f"| {v.label}: auto picked the clean-test best head | {hits} of {len(sel)} runs |"
+                     + " |" * (len(cols) - 1))
+    lines.append("")
+    return lines
 
 
 def plot(rows: list[dict], grid: Grid, path: Path) -> None:

@@ -37,6 +37,15 @@ def test_tiny_ablation_grid(tmp_path):
     expected = f"{np.mean(sel):.3f} ± {np.std(sel):.3f}"
     tor_line = next(line for line in table.splitlines() if line.startswith("| tor_mt |"))
     assert expected in tor_line
+    # the per-head table: auto is the head with the lowest noisy-validation error on unflagged samples
+    picks = [min(("label", "teacher", "mean"), key=x["heads_val_mae_unflagged"].get) for x in rows
+             if x["method"] == "tor_mt" and x["outlier_fraction"] == 0.2]
+    auto = [x["heads_test_mae"][h] for x, h in zip(
+        [x for x in rows if x["method"] == "tor_mt" and x["outlier_fraction"] == 0.2], picks, strict=True)]
+    auto_line = next(line for line in table.splitlines() if line.startswith("| tor_mt, auto |"))
+    assert auto_line.split("|")[3].strip() == f"{np.mean(auto):.3f}"
+    assert "| tor_mt: auto picked the clean-test best head |" in table
+    assert not any(line.startswith("| scratch_l2, ") for line in table.splitlines())
     assert (root / "ablation.png").stat().st_size > 5000
     # bad grid arguments are user errors
     bad = subprocess.run([sys.executable, "-m", "pipeline", "ablate", "sinusoid", "--methods", "tor_mtt"],

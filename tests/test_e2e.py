@@ -71,6 +71,8 @@ def test_bad_checkpoint_fails_the_stage_cleanly(smoke_run, tmp_path):
     summary = json.loads((out / "smoke" / "summary.json").read_text())
     distill_dir = out / "smoke" / Path(summary["stages"]["distill"]["dir"]).name
     (distill_dir / "student.pt").write_bytes(b"garbage")
+    b = cli("bench", str(out / "smoke"), "--backends", "torch", "--threads", "1", "--repeats", "1")
+    assert b.returncode == 2 and "student.pt is not a readable checkpoint" in b.stderr, b.stderr[-2000:]
     r = cli("run", "smoke.yaml", "--out", str(out), "--force", "qat")
     assert r.returncode == 2  # a corrupt artifact is a user-fixable error: one line, --force named
     s2 = json.loads((out / "smoke" / "summary.json").read_text())
