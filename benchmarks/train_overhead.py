@@ -42,8 +42,9 @@ def bare_loop(model, data: TrainData, steps: int, batch: int, dev) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def pipeline_loop(model, data: TrainData, steps: int, batch: int, dev) -> float:
-    cfg = TrainConfig(epochs=1, batch_size=batch, augment=False, checkpoint_every_s=60.0)
+def pipeline_loop(model, data: TrainData, steps: int, batch: int, dev, cpu_bf16: bool = False) -> float:
+    """Seconds per step of ``fit`` itself (one epoch of ``steps`` steps, recovery checkpoint included)."""
+    cfg = TrainConfig(epochs=1, batch_size=batch, augment=False, checkpoint_every_s=60.0, cpu_bf16=cpu_bf16)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         fit(model, l2_step, TrainData(data.x[:steps * batch], data.y[:steps * batch]),

@@ -14,7 +14,8 @@ Commands:
   init NAME [DEST]                          copy a bundled preset to edit
   dataset check --format FORMAT --root DIR [key.path=value ...] [--json]   what a dataset on disk holds
   ablate CONFIG [key.path=value ...] [--grid quick|full] [--methods ..] [--fractions ..] [--noise ..]
-         [--seeds N] [--jobs N] [--out DIR]   methods x outlier fractions x noise x seeds
+         [--seeds N] [--jobs N] [--vary KEY=v1,v2] [--name NAME] [--out DIR]
+                                            methods x outlier fractions x noise x seeds
 
 CONFIG is a path, or the name of a bundled preset when no such file exists. Exit codes: 0 success,
 1 a stage failed (see summary.json), 2 a user error (bad config, path, dataset, arguments, a full
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -77,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("--seeds", type=int, help="seeds per point (default: 3; quick: 2)")
     ab.add_argument("--jobs", type=int, default=2, help="parallel runs (threads are split between them)")
     ab.add_argument("--vary", metavar="KEY=v1,v2", help="also sweep one option for every method (a knob sweep)")
+    ab.add_argument("--name", help="write the tables to <out>/<experiment>_ablation/NAME/ (several studies then "
+                                   "share the cached data, teachers and students without overwriting each "
+                                   "other's tables)")
     ex = sub.add_parser("export", help="(re)export a finished run's student: python -m pipeline export runs/NAME")
     ex.add_argument("run_dir", help="a run folder, <out>/<experiment>, holding config.yaml")
     ex.add_argument("--formats", nargs="+", help="format names (default: the run's export.formats)")
@@ -346,10 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ablate":
             from pipeline.ablate import format_summary, make_grid, run_ablation
 
+            if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+                raise ConfigError([f"--name {args.name}: use a plain folder name (letters, digits, _ . -)"])
             grid = make_grid(args.config, args.overrides, args.grid, args.methods, args.fractions, args.noise,
                              args.seeds, args.vary)
-            result = run_ablation(args.config, args.overrides, Path(args.out), grid, args.jobs)
-            root = Path(args.out) / f"{load_config(args.config, args.overrides).experiment}_ablation"
+            result = run_ablation(args.config, args.overrides, Path(args.out), grid, args.jobs, args.name)
+            root = Path(args.out) / f"{load_config(args.config, args.overrides).experiment}_ablation" / (args.name or "")
             print((root / "ablation.md").read_text())
             print(format_summary(result) + f"\nwrote {root / 'ablation.json'}")
             return 0

@@ -11,7 +11,7 @@ seed (the seed varies the student's initialization and batch order). ``--vary KE
 every method with values of one more option (a knob sweep); each combination is a row "variant". Phase 1 builds the data and
 teachers, phase 2 the students; each phase runs ``--jobs`` processes of ``threads / jobs`` threads.
 
-Writes ``<out>/<experiment>_ablation/``: ``ablation.json`` (one row per run), ``ablation.md``
+Writes ``<out>/<experiment>_ablation/`` (or its subfolder ``--name NAME``): ``ablation.json`` (one row per run), ``ablation.md``
 (mean ± std of clean-test MAE per method and setting, and the noisy-validation MAE used for any
 choice of defaults) and ``ablation.png`` (error vs outlier fraction, one line per method).
 """
@@ -132,7 +132,8 @@ def _run_point(config: str, overrides: list[str], out: str, threads: int, only: 
     return {name: read_metrics(Path(res.summary["stages"][name]["dir"])) for name in {"teacher", only}}
 
 
-def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs: int) -> dict:
+def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs: int, name: str | None = None
+                 ) -> dict:
     base = load_config(config, overrides)
     experiment = f"{base.experiment}_ablation"
     common = list(overrides) + list(grid.overrides) + [f"experiment={experiment}"]
@@ -172,7 +173,7 @@ def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs:
     labels = [v.label for v in grid.variants]
     rows.sort(key=lambda r: (r["noise_std"], r["outlier_fraction"], labels.index(r["variant"]), r["seed"]))
     wall = time.perf_counter() - t0
-    root = Path(out) / experiment
+    root = Path(out) / experiment / (name or "")
     result = {"config": config, "overrides": common, "jobs": jobs, "threads_per_job": threads,
               "wall_seconds": round(wall, 1), "grid": {"variants": labels, "fractions": grid.fractions,
                                                          "noise": grid.noise, "seeds": grid.seeds},

@@ -14,11 +14,13 @@ pytestmark = pytest.mark.slow
 
 def test_tiny_ablation_grid(tmp_path):
     args = [sys.executable, "-m", "pipeline", "ablate", "sinusoid", *TINY_SINUSOID, "--out", str(tmp_path),
-            "--methods", "scratch_l2,tor_mt", "--fractions", "0,0.2", "--seeds", "2", "--jobs", "2"]
+            "--methods", "scratch_l2,tor_mt", "--fractions", "0,0.2", "--seeds", "2", "--jobs", "2", "--name", "study"]
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     root = tmp_path / "sinusoid_ablation"
-    result = json.loads((root / "ablation.json").read_text())
+    study = root / "study"  # --name: the tables in a subfolder, the stage cache shared in root
+    assert not (root / "ablation.json").exists()
+    result = json.loads((study / "ablation.json").read_text())
     rows = result["rows"]
     assert len(rows) == 2 * 2 * 2
     assert {(x["method"], x["outlier_fraction"], x["seed"]) for x in rows} == {
@@ -32,7 +34,7 @@ def test_tiny_ablation_grid(tmp_path):
     # one data and one teacher folder per outlier fraction, shared by both methods and seeds
     assert len(list(root.glob("teacher-*"))) == 2 and len(list(root.glob("data-*"))) == 2
     assert len(list(root.glob("distill-*"))) == 8
-    table = (root / "ablation.md").read_text()
+    table = (study / "ablation.md").read_text()
     sel = [x["test_mae"] for x in rows if x["method"] == "tor_mt" and x["outlier_fraction"] == 0.2]
     expected = f"{np.mean(sel):.3f} ± {np.std(sel):.3f}"
     tor_line = next(line for line in table.splitlines() if line.startswith("| tor_mt |"))
@@ -46,11 +48,14 @@ def test_tiny_ablation_grid(tmp_path):
     assert auto_line.split("|")[3].strip() == f"{np.mean(auto):.3f}"
     assert "| tor_mt: auto picked the clean-test best head |" in table
     assert not any(line.startswith("| scratch_l2, ") for line in table.splitlines())
-    assert (root / "ablation.png").stat().st_size > 5000
+    assert (study / "ablation.png").stat().st_size > 5000
     # bad grid arguments are user errors
     bad = subprocess.run([sys.executable, "-m", "pipeline", "ablate", "sinusoid", "--methods", "tor_mtt"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown method" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "ablate", "sinusoid", "--name", "../elsewhere"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--name ../elsewhere: use a plain folder name" in bad.stderr
 
 
 def test_auto_head_is_the_lowest_noisy_validation_error(tmp_path):

@@ -95,3 +95,16 @@ def test_torchrun_two_processes_smoke_matches_one_process(smoke_run, tmp_path):
         assert epochs == sorted(set(epochs))  # one writer: no row twice
     assert two["export"]["status"] == "ran"
     assert not list(out.rglob(".*.*"))  # no temporary files of a second writer
+
+
+def test_train_precision_benchmark_times_both_precisions_only_where_native(capsys, monkeypatch):
+    from benchmarks import train_precision
+
+    for native, expect in ((True, "bf16/fp32"), (False, "native bf16: no (fp32 only)")):
+        monkeypatch.setattr(train_precision, "cpu_has_native_bf16", lambda n=native: n)
+        monkeypatch.setattr("sys.argv", ["train_precision", "--archs", "mobile_xs", "--steps", "1",
+                                         "--batch", "8", "--repeats", "1", "--threads", "1"])
+        train_precision.main()
+        out = capsys.readouterr().out
+        assert expect in out and "mobile_xs" in out
+        assert ("bf16 " in out.splitlines()[-1]) == native
