@@ -114,6 +114,7 @@ class DistillMetrics:
     macs_fraction_of_teacher: float
     teacher_test_mae: float
     flagger: FlaggerMetrics
+    train_precision: str = "fp32"  # bf16 or fp32 (DeviceInfo.precision)
 
 
 @dataclass

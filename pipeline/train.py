@@ -28,7 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from pipeline.config import TrainConfig
 from pipeline.device import DeviceInfo
+from pipeline.models import MODELS
 from pipeline.quant.modes import set_train_mode
 from pipeline.runs import UserError, atomic_torch_save, atomic_write_text
 
@@ -83,6 +84,11 @@ def predict(model: nn.Module, x: torch.Tensor, dev: DeviceInfo, batch_size: int 
         out = torch.stack(out) if isinstance(out, tuple) else out
         outs.append(out.float().cpu())
     return torch.cat(outs, dim=-2).numpy()
+
+
+def network_train_config(cfg: TrainConfig, arch: str) -> TrainConfig:
+    """``cfg`` with ``cpu_bf16`` kept only for a network the models table says trains faster in bf16."""
+    return replace(cfg, cpu_bf16=cfg.cpu_bf16 and MODELS[arch].cpu_bf16_faster)
 
 
 def lr_lambda(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:

@@ -71,10 +71,17 @@ def test_cpu_bf16_only_where_the_cpu_computes_bf16_natively():
         assert cpu_has_native_bf16() is False
 
 
-def test_teacher_trains_in_bf16_by_default_and_students_in_fp32():
+def test_cpu_bf16_is_kept_only_for_networks_that_train_faster_in_it():
     from pipeline.config import load_config
+    from pipeline.train import network_train_config
+
     cfg = load_config("face_pose.yaml", [])
-    assert cfg.teacher.train.cpu_bf16 and not cfg.distill.train.cpu_bf16 and not cfg.qat.train.cpu_bf16
+    assert network_train_config(cfg.teacher.train, "cnn_m").cpu_bf16  # the dense CNN teacher
+    assert not network_train_config(cfg.teacher.train, "mlp_l").cpu_bf16  # measured slower: MLPs
+    assert not network_train_config(cfg.distill.train, "mobile_s").cpu_bf16  # and depthwise students
+    assert not cfg.qat.train.cpu_bf16  # the fake-quantized graph stays fp32
+    off = load_config("face_pose.yaml", ["teacher.train.cpu_bf16=false"])
+    assert not network_train_config(off.teacher.train, "cnn_m").cpu_bf16
 
 
 def test_torchrun_two_processes_smoke_matches_one_process(smoke_run, tmp_path):

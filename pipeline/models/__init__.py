@@ -23,6 +23,9 @@ class ModelSpec:
     input_kind: str  # "image" or "vector"
     build: Callable[[dict, float], nn.Module]  # (stats, width_mult) -> module
     summary: str
+    # Trains faster under bf16 autocast on a CPU with native bf16 (python -m benchmarks.train_precision):
+    # the dense CNNs do; depthwise-separable students and small MLPs get slower.
+    cpu_bf16_faster: bool = False
 
 
 def _norm(stats: dict) -> Affine:
@@ -68,8 +71,8 @@ MOBILE_S = [(32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1)]
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in [
     ModelSpec("cnn_l", "teacher", "image", _cnn([32, 64, 128, 256], 1),
-              "residual CNN, widths 32-256, one basic block per scale"),
-    ModelSpec("cnn_m", "teacher", "image", _cnn([24, 48, 96, 192], 1), "a narrower cnn_l"),
+              "residual CNN, widths 32-256, one basic block per scale", cpu_bf16_faster=True),
+    ModelSpec("cnn_m", "teacher", "image", _cnn([24, 48, 96, 192], 1), "a narrower cnn_l", cpu_bf16_faster=True),
     ModelSpec("mlp_l", "teacher", "vector",
               lambda s, w: MlpTeacher(int(256 * w), 3, len(s["input_mean"]), _out(s), _norm(s), _scale(s)),
               "3 x 256 ReLU MLP"),

@@ -27,7 +27,7 @@ from pipeline.models.student import select_head
 from pipeline.runs import StageContext, atomic_torch_save, atomic_write_text
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
-from pipeline.train import TrainData, fit, predict, to_model_input
+from pipeline.train import TrainData, fit, network_train_config, predict, to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,8 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
 
     log.info("student %s x%.2f (%d params, %.2fM MACs = 1/%.0f of the teacher), method %s, on %s",
              d.arch, d.width_mult, n_params, macs / 1e6, teacher_macs / macs, d.method, dev.describe())
-    result = fit(student, step, train, val_fn, d.train, dev, ctx.dir, desc=f"distill[{d.method}]")
+    train_cfg = network_train_config(d.train, d.arch)
+    result = fit(student, step, train, val_fn, train_cfg, dev, ctx.dir, desc=f"distill[{d.method}]")
 
     names = data.output_names
     test_x, test_y = torch.from_numpy(data.x("test")), data.y("test")
@@ -172,7 +173,8 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
                "heads_val_mae_unflagged": {h: round(v, 4) for h, v in heads_val_mae_unflagged.items()},
                "val_mae_unflagged": round(heads_val_mae_unflagged[head], 4),
                "val_mae": round(result.best_metric, 4), "best_epoch": result.best_epoch,
-               "train_seconds": result.train_seconds, "params": n_params, "macs": macs,
+               "train_seconds": result.train_seconds, "train_precision": dev.precision(train_cfg.cpu_bf16),
+               "params": n_params, "macs": macs,
                "teacher_macs": teacher_macs, "macs_fraction_of_teacher": round(macs / teacher_macs, 5),
                "teacher_test_mae": read_metrics(ctx.upstream["teacher"]).test_mae,
                "flagger": flagger}

@@ -17,7 +17,7 @@ from pipeline.models.complexity import count_macs, count_params
 from pipeline.runs import StageContext, atomic_torch_save, atomic_write_npz
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
-from pipeline.train import TrainData, fit, predict, to_model_input
+from pipeline.train import TrainData, fit, network_train_config, predict, to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,11 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     def val_fn(m):
         return {"val_mae": mae(predict(m, val_x, dev), val_y)}
 
-    precision = dev.precision(cfg.teacher.train.cpu_bf16)
+    train_cfg = network_train_config(cfg.teacher.train, cfg.teacher.arch)
+    precision = dev.precision(train_cfg.cpu_bf16)
     log.info("teacher %s: %.2fM params, %.1fM MACs, on %s, training in %s", cfg.teacher.arch, params / 1e6,
              macs / 1e6, dev.describe(), precision)
-    result = fit(model, teacher_step(cfg), train, val_fn, cfg.teacher.train, dev, ctx.dir, desc="teacher")
+    result = fit(model, teacher_step(cfg), train, val_fn, train_cfg, dev, ctx.dir, desc="teacher")
     names = data.output_names
     preds = {s: predict(model, torch.from_numpy(data.x(s)), dev) for s in ("train", "val", "test")}
     metrics = {**errors(preds["test"], data.y("test"), names), "val_mae": round(result.best_metric, 4),
