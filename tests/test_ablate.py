@@ -49,6 +49,17 @@ def test_tiny_ablation_grid(tmp_path):
     assert "| tor_mt: auto picked the clean-test best head |" in table
     assert not any(line.startswith("| scratch_l2, ") for line in table.splitlines())
     assert (study / "ablation.png").stat().st_size > 5000
+    # the report of a run of the same preset shows the ablation: its tables (heads included) and plot
+    run = subprocess.run([sys.executable, "-m", "pipeline", "run", "sinusoid", *TINY_SINUSOID, "benchmark.enabled=false",
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rep = subprocess.run([sys.executable, "-m", "pipeline", "report", str(tmp_path / "run" / "sinusoid"),
+                          "--ablation", str(study)], capture_output=True, text=True, timeout=600)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    md = next((tmp_path / "run" / "sinusoid").glob("report-*/report.md")).read_text()
+    assert "Method: ablation" in md and tor_line in md and auto_line in md
+    html = next((tmp_path / "run" / "sinusoid").glob("report-*/report.html")).read_text()
+    assert html.count("data:image/png;base64,") >= 2  # the ablation plot is inlined with the others
     # bad grid arguments are user errors
     bad = subprocess.run([sys.executable, "-m", "pipeline", "ablate", "sinusoid", "--methods", "tor_mtt"],
                          capture_output=True, text=True)
