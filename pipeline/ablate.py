@@ -167,7 +167,8 @@ def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs:
                          "heads_test_mae": {h: e.test_mae for h, e in d.heads.items()},
                          "teacher_test_mae": teachers[(n, f)].test_mae,
                          "flagger_precision": flag.precision if flag else None,
-                         "flagger_recall": flag.recall if flag else None})
+                         "flagger_recall": flag.recall if flag else None,
+                         "flagger_missed_error_share": flag.missed_error_share if flag else None})
             bar.update()
             bar.set_postfix_str(f"{v.label} f={f} seed={s}: {d.test_mae:.3f}")
     labels = [v.label for v in grid.variants]

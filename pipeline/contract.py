@@ -92,6 +92,9 @@ class FlaggerMetrics:
     flagged_elements: int
     precision: float | None
     recall: float | None
+    # Squared label error of the injected outliers the flagger keeps, over that of the clean labels it
+    # keeps: above 1, the missed outliers put more error into the label loss than annotation noise does.
+    missed_error_share: float | None = None
 
 
 @dataclass

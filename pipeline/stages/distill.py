@@ -71,10 +71,14 @@ def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path, reject:
     atomic_write_text(path, "\n".join(lines) + "\n")
     truth = data.outlier_mask("train")
     tp = int((flags & truth).sum())
+    sq_err = (y - data.y_clean("train")) ** 2
+    kept_clean = float(sq_err[~flags & ~truth].sum())
     return {"threshold": {n: (None if not np.isfinite(v) else round(float(v), 4)) for n, v in zip(names, e_out, strict=True)},
             "flagged_samples": int(flags.any(1).sum()), "flagged_elements": int(flags.sum()),
             "precision": round(tp / flags.sum(), 4) if flags.sum() else None,
-            "recall": round(tp / truth.sum(), 4) if truth.sum() else None}
+            "recall": round(tp / truth.sum(), 4) if truth.sum() else None,
+            "missed_error_share": round(float(sq_err[~flags & truth].sum()) / kept_clean, 4)
+            if truth.sum() and kept_clean > 0 else None}
 
 
 def distill_step(method: Method, params: LossParams, tied_heads: bool):

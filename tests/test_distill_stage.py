@@ -1,4 +1,5 @@
-"""Flip augmentation reads the teacher's predictions on mirrored images, computed once before training."""
+"""The distill stage's parts: flip augmentation reads the teacher's predictions on mirrored images (computed once
+before training), and the outlier flagger's report and scores."""
 
 from __future__ import annotations
 
@@ -41,3 +42,23 @@ def test_step_takes_the_mirror_prediction_for_flipped_samples() -> None:
     del batch["flip"]  # no augmentation: the cached predictions as they are
     step(lambda x: x[:, :1], batch)
     assert seen["y_t"].flatten().tolist() == [1.0, 2.0, 3.0]
+
+
+def test_flag_report_scores_element_and_sample_rejection(tmp_path) -> None:
+    """Precision, recall and the missed outliers' share of label error, against a hand count."""
+    from pipeline.data.dataset import Dataset
+
+    clean = np.zeros((4, 2), np.float32)
+    noisy = np.array([[1, -1], [30, 2], [40, 50], [2, 1]], np.float32)  # samples 1 and 2 are outliers
+    mask = np.array([[0, 0], [1, 1], [1, 1], [0, 0]], bool)
+    data = Dataset({"train_y": noisy, "train_y_clean": clean, "train_outlier_mask": mask},
+                   {"output_names": ["a", "b"]})
+    y_t, e_out = np.zeros_like(noisy), np.array([10.0, 10.0], np.float32)
+    by_elem = distill.flag_report(data, y_t, e_out, tmp_path / "e.csv", "element")
+    # flagged elements: (1,a), (2,a), (2,b); the outlier element (1,b) = 2 is missed
+    assert (by_elem["flagged_elements"], by_elem["precision"], by_elem["recall"]) == (3, 1.0, 0.75)
+    assert by_elem["missed_error_share"] == round(2 ** 2 / (1 + 1 + 4 + 1), 4)
+    by_sample = distill.flag_report(data, y_t, e_out, tmp_path / "s.csv", "sample")
+    assert (by_sample["flagged_elements"], by_sample["precision"], by_sample["recall"]) == (4, 1.0, 1.0)
+    assert by_sample["missed_error_share"] == 0.0
+    assert (tmp_path / "s.csv").read_text().count("\n") == 3  # header + the two flagged samples
