@@ -147,9 +147,9 @@ class DistillConfig:
     tbr_margin: float = option(0.0, "tbr: margin m (squared label units)", min=0)
     tbr_nu: float = option(0.5, "tbr: weight nu of the teacher bound term", min=0)
     inference_head: Literal["teacher", "label", "mean", "auto"] = option(
-        "mean", "which head the exported single-output student answers with (two-headed methods); 'auto' "
+        "auto", "which head the exported single-output student answers with (two-headed methods); 'auto' "
                 "picks, after training, the head with the lowest noisy-validation error on the samples the "
-                "teacher does not flag. 'mean' was chosen by that error in the ablation (README: Results)")
+                "teacher does not flag (epochs are selected on the 'mean' head). README: Results, knob defaults")
     # No augmentation by default: the teacher's predictions are then computed once and cached.
     # cpu_bf16 off: every student in the models table trains slower in bf16 (benchmarks.train_precision).
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, lr=5e-3, weight_decay=5e-5,
