@@ -33,6 +33,7 @@ from tqdm import tqdm
 from pipeline.config import load_config
 from pipeline.contract import DistillMetrics, TeacherMetrics, read_metrics
 from pipeline.losses import METHODS
+from pipeline.models.student import HEADS, auto_head
 from pipeline.runs import atomic_write_json, atomic_write_text
 from pipeline.schema import ConfigError
 
@@ -233,12 +234,6 @@ def markdown_table(rows: list[dict], grid: Grid) -> str:
     return "\n".join(lines)
 
 
-def auto_head(row: dict) -> str:
-    """The head ``inference_head: auto`` answers with: lowest noisy-validation MAE on unflagged samples."""
-    val = row["heads_val_mae_unflagged"]
-    return min(("label", "teacher", "mean"), key=lambda h: val[h])
-
-
 def heads_table(rows: list[dict], grid: Grid) -> list[str]:
     """Two-headed variants: clean-test MAE of each head and of the head ``auto`` picks on noisy
     validation, mean over seeds; how often ``auto`` picked the head that was best on clean test."""
@@ -251,15 +246,15 @@ def heads_table(rows: list[dict], grid: Grid) -> list[str]:
              "| variant, head | " + " | ".join(f"noise {n:g}, outliers {f:g}" for n, f in cols) + " |",
              "|---" * (len(cols) + 1) + "|"]
     for v in two:
-        for head in ("label", "teacher", "mean", "auto"):
+        for head in (*HEADS, "auto"):
             cells = []
             for n, f in cols:
                 sel = [r for r in rows if r["variant"] == v.label and r["noise_std"] == n and r["outlier_fraction"] == f]
-                vals = [r["heads_test_mae"][auto_head(r) if head == "auto" else head] for r in sel]
+                vals = [r["heads_test_mae"][auto_head(r["heads_val_mae_unflagged"]) if head == "auto" else head] for r in sel]
                 cells.append(f"{np.mean(vals):.3f}" if vals else "-")
             lines.append(f"| {v.label}, {head} | " + " | ".join(cells) + " |")
         sel = [r for r in rows if r["variant"] == v.label]
-        hits = sum(auto_head(r) == min(r["heads_test_mae"], key=r["heads_test_mae"].get) for r in sel)
+        hits = sum(auto_head(r["heads_val_mae_unflagged"]) == min(r["heads_test_mae"], key=r["heads_test_mae"].get) for r in sel)
         lines.append(f"| {v.label}: auto picked the clean-test best head | {hits} of {len(sel)} runs |"
                      + " |" * (len(cols) - 1))
     lines.append("")

@@ -10,6 +10,7 @@ gloo on CPU), takes ``cuda:LOCAL_RANK`` or its share of the CPU cores, and the c
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class DeviceInfo:
         return bool(t.item())
 
 
+@functools.cache  # asked on every training step; the hardware does not change within a process
 def cpu_has_native_bf16() -> bool:
     """True when oneDNN runs bf16 on this CPU in hardware (AVX512-BF16 or AMX). Without it bf16 is
     emulated and several times slower than fp32, so :meth:`DeviceInfo.autocast` keeps fp32 there.

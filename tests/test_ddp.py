@@ -68,7 +68,9 @@ def test_cpu_bf16_only_where_the_cpu_computes_bf16_natively():
         assert dev.precision(cpu_bf16=True) == "fp32"
     with mock.patch("torch.ops.mkldnn._is_mkldnn_bf16_supported", side_effect=RuntimeError("gone"), create=True):
         from pipeline.device import cpu_has_native_bf16
+        cpu_has_native_bf16.cache_clear()
         assert cpu_has_native_bf16() is False
+    cpu_has_native_bf16.cache_clear()
 
 
 def test_cpu_bf16_is_kept_only_for_networks_that_train_faster_in_it():

@@ -113,3 +113,11 @@ class SingleOutput(nn.Module):
         if z.dim() == 4:
             z = global_pool(z)
         return self.head(z)
+
+
+HEADS = ("label", "teacher", "mean")
+
+
+def auto_head(val_mae_by_head: dict[str, float]) -> str:
+    """``inference_head: auto``: the head with the lowest noisy-validation MAE (on unflagged samples)."""
+    return min(HEADS, key=lambda h: val_mae_by_head[h])

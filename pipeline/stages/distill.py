@@ -23,7 +23,7 @@ from pipeline.evaluate import errors, mae
 from pipeline.losses import METHODS, LossParams, Method, inlier_mask, outlier_threshold, robust_sigma
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
-from pipeline.models.student import select_head
+from pipeline.models.student import HEADS, auto_head, select_head
 from pipeline.runs import StageContext, atomic_torch_save, atomic_write_text
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
@@ -37,9 +37,6 @@ FLAGGED_FILE = "flagged_outliers.csv"
 
 def config_slice(cfg: Config) -> dict:
     return {"distill": to_dict(cfg.distill)}
-
-
-HEADS = ("label", "teacher", "mean")
 
 
 def exported_head(cfg: Config) -> str:
@@ -168,7 +165,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     heads_val_mae_unflagged = {h: float(np.abs(select_head((val_heads[0], val_heads[1]), h)[keep]
                                                - val_y[keep]).mean()) for h in by_head}
     if method.two_heads and d.inference_head == "auto":  # chosen on noisy validation, never on clean test
-        head = min(HEADS, key=lambda h: heads_val_mae_unflagged[h])
+        head = auto_head(heads_val_mae_unflagged)
         log.info("distill: inference_head auto -> %s (noisy-validation MAE on unflagged samples: %s)", head,
                  ", ".join(f"{h} {v:.4f}" for h, v in heads_val_mae_unflagged.items()))
     metrics = {**errors(by_head[head], test_y, names), "head": head, "method": d.method,
