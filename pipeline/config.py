@@ -36,7 +36,7 @@ MethodName = Literal[tuple(METHODS)]
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 # Bump when a change to code makes earlier cached stage outputs invalid: it is part of every hash.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass
