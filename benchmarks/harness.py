@@ -6,8 +6,9 @@ clean-test error in this process (:mod:`benchmarks.accuracy`), and reads achieve
 host's measured matmul peak. A backend that fails or is absent becomes a row with a ``failed: ...``
 or ``skipped: ...`` status, never a crash. Android rows come from :mod:`benchmarks.android`.
 
-Results: ``benchmark.json`` (host, rows with every repeat, op profiles, headline ratios) and
-``benchmark.csv`` (one flat row per artifact x backend x threads), and :func:`format_table`.
+Results: ``benchmark.json`` (host, rows with every repeat, op profiles, headline ratios with a one-line
+note per int8 artifact slower than its fp32 sibling, and the artifacts that failed export and so were
+not timed) and ``benchmark.csv`` (one flat row per artifact x backend x threads), and :func:`format_table`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from benchmarks.backends import BACKENDS, FAMILY_BACKEND  # noqa: F401  (re-exported)
 from benchmarks.host import cpu_description, matmul_peak_macs
 from benchmarks.timing import TimingPlan
+from pipeline.device import int8_dot_features
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +111,12 @@ def measure_host(t: Target, threads: int, plan: TimingPlan, profile: bool, peak:
 
 
 def run_benchmark(targets: list[Target], threads: list[int], plan: TimingPlan, errors: dict[str, dict],
-                  profile: bool = True, android_rows: list[dict] | None = None) -> dict:
-    """Time every target at every thread count; ``errors`` maps artifact id -> its own test error."""
+                  profile: bool = True, android_rows: list[dict] | None = None,
+                  failures: list[dict] | None = None) -> dict:
+    """Time every target at every thread count; ``errors`` maps artifact id -> its own test error.
+
+    ``failures``: artifacts that failed export or parity and so are not timed, each
+    ``{"artifact", "stage", "reason"}``; kept in the result so every reader sees them first."""
     host = cpu_description()
     peaks = {n: matmul_peak_macs(n) for n in threads}
     host["matmul_peak_macs_per_s"] = {str(n): round(p) for n, p in peaks.items()}
@@ -128,7 +134,8 @@ def run_benchmark(targets: list[Target], threads: list[int], plan: TimingPlan, e
                      row["status"][:8], row.get("p50_ms"), row["test_mae"])
             rows.append(row)
     rows += android_rows or []
-    return {"host": host, "plan": asdict(plan), "threads": threads, "rows": rows, "headline": headline(rows)}
+    return {"host": host, "failures": list(failures or []), "plan": asdict(plan), "threads": threads,
+            "rows": rows, "headline": headline(rows, host)}
 
 
 def _p50(rows: list[dict], artifact: str, backend: str, threads: int = 1) -> float | None:
@@ -138,21 +145,44 @@ def _p50(rows: list[dict], artifact: str, backend: str, threads: int = 1) -> flo
     return None
 
 
-def headline(rows: list[dict]) -> dict:
-    """The ratios that matter, each from figures of this one run (1 thread)."""
+# int8 artifact vs its fp32 sibling on the same runtime: (family, backend); headline ratio keys follow it
+INT8_PAIRS = (("tflite", "litert"), ("onnx", "onnxruntime"))
+
+
+def int8_note(family: str, ratio: float | None, host: dict, threads: int = 1) -> str | None:
+    """One line when ``{family}_int8`` is slower than ``{family}_fp32`` (``ratio`` = int8 / fp32 p50), and why
+    this host's ISA may explain it; None when int8 is not slower or either was not timed."""
+    if not ratio or ratio <= 1:
+        return None
+    wanted, have = int8_dot_features(host)
+    if not have:
+        why = (f"no {'/'.join(wanted)} (int8 dot products take 3 instructions without VNNI)" if "avx_vnni" in wanted
+               else f"no {'/'.join(wanted)} (int8 dot products need widening multiplies and adds without SDOT)")
+    else:  # the dot-product instructions are there: the cost is elsewhere (quantize/requantize, small layers)
+        why = (f"it has {'/'.join(have)}, so not the dot-product instructions; quantize/requantize overhead on "
+               "small layers (see the op profile)")
+    at = f"{threads} thread" + ("s" if threads != 1 else "")
+    return f"{family}_int8 is {ratio:.2f}x slower than {family}_fp32 at {at} on this host: {why}"
+
+
+def headline(rows: list[dict], host: dict | None = None) -> dict:
+    """The ratios that matter, each from figures of this one run (1 thread); ``int8_notes`` says in one
+    line each where int8 is slower than fp32 here and why (from ``host``'s ISA features)."""
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 4) if a and b else None
 
     s = "student/"
-    out = {
-        "int8_vs_fp32_tflite_p50": ratio(_p50(rows, s + "tflite_int8", "litert"), _p50(rows, s + "tflite_fp32", "litert")),
-        "int8_vs_fp32_onnx_p50": ratio(_p50(rows, s + "onnx_int8", "onnxruntime"),
-                                       _p50(rows, s + "onnx_fp32", "onnxruntime")),
+    out: dict = {f"int8_vs_fp32_{fam}_p50": ratio(_p50(rows, f"{s}{fam}_int8", backend),
+                                                  _p50(rows, f"{s}{fam}_fp32", backend))
+                 for fam, backend in INT8_PAIRS}
+    out.update({
         "student_int8_tflite_vs_teacher_fp32_tflite_p50": ratio(_p50(rows, s + "tflite_int8", "litert"),
                                                                 _p50(rows, "teacher/tflite_fp32", "litert")),
         "student_int8_tflite_p50_ms": _p50(rows, s + "tflite_int8", "litert"),
         "teacher_fp32_tflite_p50_ms": _p50(rows, "teacher/tflite_fp32", "litert"),
-    }
+    })
+    notes = [int8_note(fam, out[f"int8_vs_fp32_{fam}_p50"], host or {}) for fam, _ in INT8_PAIRS]
+    out["int8_notes"] = [n for n in notes if n]
     maes = {r["artifact"]: r["test_mae"] for r in rows if r.get("test_mae") is not None}
     float_mae = maes.get(s + "torch_fp32")
     int8 = {a: m for a, m in maes.items() if a.startswith(s) and "int8" in a}
@@ -178,10 +208,13 @@ def write_results(result: dict, out_dir: Path) -> tuple[Path, Path]:
 
 
 def format_table(result: dict) -> str:
-    """A fixed-width table of the rows, for the console and logs."""
+    """A fixed-width table of the rows, for the console and logs; failed artifacts first, int8 notes last."""
+    out = [f"FAILED {f['artifact']} ({f['stage']}): {f['reason']} - not timed" for f in result.get("failures") or []]
+    if out:
+        out.append("")
     head = f"{'artifact':<22} {'backend':<11} {'thr':>3} {'p50 ms':>8} {'p50 spread':>17} {'p99 ms':>8} " \
            f"{'size KB':>8} {'MAE':>7}  status"
-    out = [head, "-" * len(head)]
+    out += [head, "-" * len(head)]
     for r in result["rows"]:
         spread = f"{r['p50_min_ms']:.4f}-{r['p50_max_ms']:.4f}" if r.get("p50_min_ms") is not None else ""
         def f(v: object, spec: str) -> str:
@@ -190,7 +223,9 @@ def format_table(result: dict) -> str:
         out.append(f"{r['artifact']:<22} {r['backend']:<11} {r['threads']:>3} {f(r.get('p50_ms'), '.4f'):>8} "
                    f"{spread:>17} {f(r.get('p99_ms'), '.4f'):>8} {size:>8} {f(r.get('test_mae'), '.3f'):>7}  "
                    f"{r['status'][:60]}")
-    h = result["headline"]
+    h = dict(result["headline"])
+    notes = h.pop("int8_notes", None) or []
     out.append("")
     out += [f"{k}: {v}" for k, v in h.items()]
+    out += [f"note: {n}" for n in notes]
     return "\n".join(out)

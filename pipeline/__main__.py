@@ -18,8 +18,9 @@ Commands:
                                             methods x outlier fractions x noise x seeds
 
 CONFIG is a path, or the name of a bundled preset when no such file exists. Exit codes: 0 success,
-1 a stage failed (see summary.json), 2 a user error (bad config, path, dataset, arguments, a full
-disk, a diverged training run). Errors are one line each; --debug adds the traceback.
+1 a stage failed or an artifact failed inside a completed stage (e.g. one format's parity; the others
+are still benchmarked and reported; see summary.json), 2 a user error (bad config, path, dataset,
+arguments, a full disk, a diverged training run). Errors are one line each; --debug adds the traceback.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pipeline.console import setup_console
 from pipeline.data.reading import SourceError
 from pipeline.runs import UserError
 from pipeline.schema import ConfigError
+from pipeline.summary import print_summary
 
 log = logging.getLogger("pipeline")
 
@@ -131,57 +133,6 @@ def _first_comment(path: Path) -> str:
     return ""
 
 
-def _ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def _stage_headline(name: str, metrics: dict) -> str:
-    parts = [f"test_mae {metrics['test_mae']:.3f}"] if "test_mae" in metrics else []
-    flagger = metrics.get("flagger") if name == "distill" else None
-    if flagger:  # how well the teacher-residual threshold found the injected label outliers
-        parts.append(f"outlier flagger precision {_ratio(flagger.get('precision'))} "
-                     f"recall {_ratio(flagger.get('recall'))}")
-    return ", ".join(parts)
-
-
-def _artifact_rows(stage: dict) -> list[tuple[str, str, str]]:
-    """(format, status, detail) per exported artifact; CoreML says whether Core ML itself verified it."""
-    report = Path(stage["dir"]) / "export_report.json"
-    records = json.loads(report.read_text())["artifacts"] if report.is_file() else {}
-    rows = []
-    for fmt, a in stage.get("metrics", {}).get("artifacts", {}).items():
-        status, how = a["status"], (records.get(fmt) or {}).get("verified_by") or ""
-        if status == "verified" and (records.get(fmt) or {}).get("family") == "coreml":
-            # Apple's runtime ran it (macOS) or the project's numpy MIL evaluator did (elsewhere)
-            status = "verified (Core ML runtime)" if how.startswith(("Core ML runtime", "MLModel.predict")) \
-                else "verified (MIL emulation)"
-        if a.get("max_abs_diff") is not None:
-            detail = f"max |diff| {a['max_abs_diff']:.2g} <= {a['tolerance']:g}"
-        else:
-            detail = a.get("reason") or ""
-        rows.append((fmt, status, detail))
-    return rows
-
-
-def _print_summary(result) -> None:
-    rows, artifacts = [], []
-    for name, e in result.summary["stages"].items():
-        rows.append((name, e["status"], _stage_headline(name, e.get("metrics", {})),
-                     e.get("reason", "") or Path(e["dir"]).name))
-        if name == "export" and e["status"] in ("ran", "cached"):
-            artifacts = _artifact_rows(e)
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
-    print()
-    for r in rows:
-        print(f"  {r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
-    if artifacts:
-        aw = [max(len(r[i]) for r in artifacts) for i in range(2)]
-        print()
-        for fmt, status, detail in artifacts:
-            print(f"  {fmt:<{aw[0]}}  {status:<{aw[1]}}  {detail}")
-    print(f"\nsummary: {result.path}")
-
-
 def _check_stages(names: list[str], flag: str) -> None:
     known = _stage_names()
     bad = [n for n in names if n not in known]
@@ -244,7 +195,7 @@ def _export(args) -> int:
     if args.int8_io:
         overrides.append("export.int8_io=true")
     result = _rerun(Path(args.run_dir), "export", overrides, ("data", "teacher", "distill"))
-    _print_summary(result)
+    print_summary(result)
     return _exit_code(result)
 
 
@@ -287,7 +238,7 @@ def _bench(args) -> int:
                                "benchmark_model binary built for the phone's ABI"])
         overrides.append(f"benchmark.android.benchmark_model='{Path(args.benchmark_model).resolve()}'")
     result = _rerun(Path(args.run_dir), "benchmark", overrides, ("data", "teacher", "distill", "export"))
-    _print_summary(result)
+    print_summary(result)
     stage = result.summary["stages"].get("benchmark", {})
     bench_json = Path(stage.get("dir", "")) / "benchmark.json"
     if bench_json.is_file():
@@ -317,7 +268,7 @@ def _report(args) -> int:
         manifest = read_json(report_dir / "manifest.json")
         manifest["metrics"] = as_metrics(metrics)
         atomic_write_json(report_dir / "manifest.json", manifest)
-    _print_summary(result)
+    print_summary(result)
     if stage.get("status") == "ran":
         print(f"report: {Path(stage['dir']) / 'report.html'}\n        {Path(stage['dir']) / 'report.md'}")
     return _exit_code(result)
@@ -389,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                               config_source=args.config, debug=args.debug)
         if not result.writer:  # another torchrun rank: rank 0 reports
             return 0
-        _print_summary(result)
+        print_summary(result)
         return _exit_code(result)
     except ConfigError as exc:
         for problem in exc.problems:
@@ -409,12 +360,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit_code(result) -> int:
-    """2 when a stage failed for a reason the user can fix (each printed as one line), 1 for other failures."""
+    """2 when a stage failed for a reason the user can fix (each printed as one line), 1 for other failures
+    and for failures inside completed stages (a format that failed parity, cached or not)."""
     for name in result.user_errors:
         print(f"error: {name}: {result.summary['stages'][name]['reason']}", file=sys.stderr)
     if result.user_errors:
         return EXIT_USER_ERROR
-    return EXIT_STAGE_FAILED if result.failed else 0
+    return EXIT_STAGE_FAILED if result.failed or result.failures else 0
 
 
 if __name__ == "__main__":

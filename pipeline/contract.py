@@ -150,12 +150,17 @@ class ExportedArtifact:
 class ExportMetrics:
     artifacts: dict[str, ExportedArtifact]
     status_counts: dict[str, int]
+    # One line per failed format ("onnx_int8: parity failed: max 8.19 mean 1.02 (tol 4.5 / 1)"); such a
+    # format is not in the manifest's artifact map. Any stage's metrics may carry ``failures``: the
+    # orchestrator copies them into summary.json and the run exits 1 (pipeline.orchestrate).
+    failures: list[str] = field(default_factory=list)
 
 
 @dataclass
 class BenchmarkMetrics:
     headline: dict[str, Any]  # ratios student vs teacher and int8 vs fp32 (see benchmarks/harness.py)
-    host: dict[str, Any]
+    host: dict[str, Any]  # pipeline.device.host_description()
+    failures: list[str] = field(default_factory=list)  # teacher formats this stage failed to export
 
 
 @dataclass

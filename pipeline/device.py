@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import logging
 import os
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +24,17 @@ log = logging.getLogger(__name__)
 # The training set is copied to the GPU once when it takes at most this share of the free memory;
 # otherwise it stays in pinned host memory and each batch is copied asynchronously.
 ON_DEVICE_FRACTION = 0.25
+
+# The CPU features that decide which kernels the runtimes pick (oneDNN, MLAS, XNNPACK): the one list
+# every host record, benchmark note and report line reads. x86 first, then ARM (dot product, int8
+# matrix multiply, bf16).
+ISA_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile",
+                "asimddp", "i8mm", "bf16")
+# Single-instruction int8 dot products; without them an int8 kernel multiplies, widens and adds separately.
+INT8_DOT_FEATURES = {"x86": ("avx512_vnni", "avx_vnni"), "arm": ("asimddp",)}
+# Distributions whose versions say which kernels ran; read from package metadata, never by importing them.
+RUNTIME_DISTRIBUTIONS = ("torch", "onnxruntime", "ai_edge_litert", "coremltools", "numpy")
+ISA_CAP_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # oneDNN reads the second as an older spelling
 
 
 @dataclass(frozen=True)
@@ -138,3 +151,64 @@ def resolve_device(kind: str, threads: int) -> DeviceInfo:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
     return DeviceInfo(device, n, is_writer=rank == 0, rank=rank, world_size=world)
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    """(CPU model, feature flags) from /proc/cpuinfo; the platform's words and no flags elsewhere."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model", "Hardware") and value.strip():
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:  # x86 / ARM spelling; every core alike
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def host_description() -> dict:
+    """What machine a figure comes from: CPU model, the ISA features that pick kernels, logical cores,
+    torch's thread count, runtime versions, and the oneDNN ISA cap when one is set in the environment."""
+    model, flags = _cpuinfo()
+    cap = next(((k, os.environ[k]) for k in ISA_CAP_ENV if os.environ.get(k)), None)
+    return {"cpu": model, "machine": platform.machine(), "system": platform.system(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "features": [f for f in ISA_FEATURES if f in flags],
+            "runtimes": {d: _version(d) for d in RUNTIME_DISTRIBUTIONS},
+            "onednn_max_cpu_isa": f"{cap[0]}={cap[1]}" if cap else None}
+
+
+def _arch(host: dict) -> str:
+    m = str(host.get("machine", "")).lower()
+    return "arm" if m.startswith(("arm", "aarch64")) else "x86"
+
+
+def int8_dot_features(host: dict) -> tuple[tuple[str, ...], list[str]]:
+    """(the int8 dot-product features this host's architecture can have, those it has)."""
+    wanted = INT8_DOT_FEATURES[_arch(host)]
+    return wanted, [f for f in wanted if f in (host.get("features") or [])]
+
+
+def describe_host(host: dict) -> str:
+    """One readable line: model, ISA features, cores/threads, runtime versions (and the oneDNN cap)."""
+    if not host:
+        return "not recorded"
+    runtimes = ", ".join(f"{k} {v}" for k, v in (host.get("runtimes") or {}).items() if v)
+    parts = [f"{host.get('cpu', '?')} ({host.get('system', '')} {host.get('machine', '')})".replace("( ", "("),
+             "ISA " + (" ".join(host.get("features") or []) or "none of " + "/".join(ISA_FEATURES)),
+             f"{host.get('cores', '?')} logical cores, {host.get('torch_threads', '?')} torch thread(s)"]
+    if runtimes:
+        parts.append(runtimes)
+    if host.get("onednn_max_cpu_isa"):
+        parts.append(host["onednn_max_cpu_isa"])
+    return "; ".join(parts)

@@ -13,6 +13,13 @@ folder is probed for writability and the dataset paths are checked (:func:`prefl
 Under ``torchrun`` every rank walks the same plan: training stages (``DISTRIBUTED_STAGES``) run on
 every rank, the others on rank 0 alone, and each stage ends with a barrier that also tells every rank
 whether the stage failed anywhere; rank 0 writes all folders, manifests and the summary.
+
+A stage can also complete with failures inside it (the export stage with a format that failed parity):
+its metrics carry ``failures``, one line each. They do not block the stages downstream, so a long run
+still ends with a benchmark and a report of what did verify, but they are copied into the stage's
+summary entry (``failures``) and :attr:`RunResult.failures`, and the command exits 1; a cached stage
+carries its failures too, so a rerun exits 1 until the stage is rebuilt with ``--force``.
+The summary also records the host (:func:`pipeline.device.host_description`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import yaml
 
 from pipeline.config import Config, root_problems
 from pipeline.data.reading import SourceError
-from pipeline.device import DeviceInfo, resolve_device
+from pipeline.device import DeviceInfo, host_description, resolve_device
 from pipeline.runs import (
     StageContext,
     StageDir,
@@ -64,6 +71,7 @@ class RunResult:
     path: Path
     failed: list[str] = field(default_factory=list)
     user_errors: list[str] = field(default_factory=list)  # failed stages whose cause the user can fix
+    failures: dict[str, list[str]] = field(default_factory=dict)  # stage -> failures inside a completed stage
     writer: bool = True  # False on torchrun ranks other than 0, which print and write nothing
 
 
@@ -142,7 +150,7 @@ def run_pipeline(cfg: Config, out: Path, force: set[str] | None = None, only: se
         preflight(cfg, out, planned)
     atomic_write_text(root / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     summary: dict = {"experiment": cfg.experiment, "config": config_source, "device": dev.describe(),
-                     "stages": {}}
+                     "host": host_description(), "stages": {}}
     result = RunResult(summary, root / SUMMARY)
     dirs = {p.stage.name: p.dir for p in planned}
     bad: dict[str, str] = {}  # stage -> why its dependents cannot run
@@ -179,6 +187,10 @@ def run_pipeline(cfg: Config, out: Path, force: set[str] | None = None, only: se
                     raise SystemExit(2 if entry.get("user_error") else 1)
             # A stage switched off by its config (StageSkipped) does not block its dependents: they
             # see it has no complete manifest and do without it (export skips int8 formats).
+        failures = (entry.get("metrics") or {}).get("failures") if entry.get("status") in ("ran", "cached") else None
+        if failures:
+            entry["failures"] = result.failures[name] = list(failures)
+            log.error("%s: %d failed: %s (rerun with --force %s)", name, len(failures), "; ".join(failures), name)
         atomic_write_json(result.path, summary)
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     atomic_write_json(result.path, summary)

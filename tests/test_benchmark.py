@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ from benchmarks.worker import summarize_ort_profile
 from exporters.export import export_all
 from exporters.formats import ExportOptions
 from exporters.metadata import META_FILE, base_meta
+from pipeline.device import ISA_FEATURES, RUNTIME_DISTRIBUTIONS, describe_host, host_description
 from tests.conftest import make_tiny_student, tiny_images
 
 PLAN = TimingPlan(warmup=3, min_runs=15, min_time_s=0.01, repeats=3)
@@ -108,6 +112,8 @@ def test_host_benchmark_rows(tiny_run, tmp_path: Path) -> None:
     assert rows["student/broken"]["status"].startswith("failed: worker exited")
     assert rows["student/coreml_fp32"]["status"].startswith("skipped: needs macOS")
     assert float(result["host"]["matmul_peak_macs_per_s"]["1"]) > 1e8
+    assert set(result["host"]) >= {"cpu", "features", "cores", "torch_threads", "runtimes", "onednn_max_cpu_isa"}
+    assert result["failures"] == [] and isinstance(result["headline"]["int8_notes"], list)
     json_path, csv_path = write_results(result, tmp_path)
     assert len(csv_path.read_text().splitlines()) == 1 + len(result["rows"])
     assert json.loads(json_path.read_text())["rows"][0]["artifact"] == targets[0].artifact
@@ -125,3 +131,52 @@ def test_headline_ratios() -> None:
     assert h["int8_vs_fp32_tflite_p50"] == 0.6 and h["int8_vs_fp32_onnx_p50"] == 0.8
     assert h["student_int8_tflite_vs_teacher_fp32_tflite_p50"] == 0.05
     assert h["worst_int8_minus_float_mae"] == pytest.approx(0.1)
+    assert h["int8_notes"] == []  # int8 is faster on both runtimes: nothing to explain
+
+
+AVX2 = {"machine": "x86_64", "features": ["avx2", "avx512f"]}
+
+
+def test_int8_slower_than_fp32_is_one_line_with_the_reason() -> None:
+    def row(artifact, backend, p50):
+        return {"artifact": artifact, "backend": backend, "threads": 1, "p50_ms": p50}
+    rows = [row("student/tflite_fp32", "litert", 0.1), row("student/tflite_int8", "litert", 0.182),
+            row("student/onnx_fp32", "onnxruntime", 0.05), row("student/onnx_int8", "onnxruntime", 0.04)]
+    h = headline(rows, AVX2)
+    assert h["int8_vs_fp32_tflite_p50"] == 1.82  # the note reads the same ratio the headline reports
+    assert h["int8_notes"] == ["tflite_int8 is 1.82x slower than tflite_fp32 at 1 thread on this host: no "
+                               "avx512_vnni/avx_vnni (int8 dot products take 3 instructions without VNNI)"]
+    vnni = headline(rows, {"machine": "x86_64", "features": ["avx2", "avx512_vnni"]})["int8_notes"]
+    assert len(vnni) == 1 and "has avx512_vnni, so not the dot-product instructions" in vnni[0]
+    arm = headline(rows, {"machine": "aarch64", "features": []})["int8_notes"]
+    assert len(arm) == 1 and "no asimddp" in arm[0]
+    table = format_table({"rows": [], "headline": h, "failures": [
+        {"artifact": "student/onnx_int8", "stage": "export", "reason": "parity failed: max 8.19"}]}).splitlines()
+    assert table[0] == "FAILED student/onnx_int8 (export): parity failed: max 8.19 - not timed"
+    assert table[-1] == "note: " + h["int8_notes"][0]
+    assert not any(line.startswith("int8_notes") for line in table)
+
+
+def test_host_description_names_isa_threads_and_runtime_versions(monkeypatch) -> None:
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    host = host_description()
+    assert host["cores"] >= 1 and host["torch_threads"] == torch.get_num_threads() and host["cpu"]
+    assert set(host["features"]) <= set(ISA_FEATURES)
+    assert list(host["runtimes"]) == list(RUNTIME_DISTRIBUTIONS)
+    assert host["runtimes"]["torch"] == importlib.metadata.version("torch")
+    assert host["runtimes"]["numpy"] == importlib.metadata.version("numpy")
+    assert host["onednn_max_cpu_isa"] == "ONEDNN_MAX_CPU_ISA=AVX2"
+    line = describe_host(host)
+    assert line.startswith(host["cpu"]) and f"{host['torch_threads']} torch thread(s)" in line
+    assert f"torch {host['runtimes']['torch']}" in line and line.endswith("ONEDNN_MAX_CPU_ISA=AVX2")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert host_description()["onednn_max_cpu_isa"] is None  # recorded only when set
+
+
+def test_host_description_imports_no_runtime() -> None:
+    """Versions come from package metadata: describing the host must not load onnxruntime or LiteRT."""
+    code = ("import sys; from pipeline.device import host_description; host_description(); "
+            "print(sorted(m for m in ('onnxruntime', 'ai_edge_litert', 'coremltools') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -5,7 +5,9 @@ loaded."""
 from __future__ import annotations
 
 import base64
+import html
 import io
+import json
 import math
 import os
 import shutil
@@ -15,6 +17,7 @@ import pytest
 from PIL import Image
 
 from pipeline import contract
+from pipeline.device import describe_host
 from pipeline.report.sections import BENCH_COLS, headline_rows
 
 pytestmark = pytest.mark.slow
@@ -119,6 +122,29 @@ def test_report_numbers_equal_the_json(report):
     parity = page.tables["parity"]
     exp = contract.read_metrics(run.stage("export"))
     assert [c[0] for c in parity[1:]] == list(exp.artifacts)
+
+
+def test_report_names_the_host_and_explains_slow_int8(report):
+    """Every figure names its host: the provenance line is the benchmark's host record (ISA features,
+    cores/threads, runtime versions), the run summary holds the same host, and each int8-slower-than-fp32
+    note of the benchmark is in the benchmark section. A clean run has no failure block."""
+    run, report_dir, page = report
+    bench = contract.load_benchmark(run.stage("benchmark"))
+    host = bench["host"]
+    assert host["runtimes"]["torch"] and host["torch_threads"] >= 1 and isinstance(host["features"], list)
+    provenance = {row[0]: row[1] for row in page.tables["provenance"][1:]}
+    assert provenance["machine"] == describe_host(host)
+    assert f"torch {host['runtimes']['torch']}" in provenance["machine"] and "logical cores" in provenance["machine"]
+    summary = json.loads((run.root / "summary.json").read_text())
+    assert {k: summary["host"][k] for k in ("cpu", "features", "runtimes")} == \
+        {k: host[k] for k in ("cpu", "features", "runtimes")}
+    text = (report_dir / "report.html").read_text()
+    md = (report_dir / contract.read_metrics(report_dir).markdown).read_text()
+    bench_at = text.index('<section id="benchmark">')
+    for note in bench["headline"]["int8_notes"]:
+        assert note.count("\n") == 0 and " slower than " in note and "on this host: " in note
+        assert text.find(html.escape(note), bench_at) > 0 and note in md.split("## Benchmark", 1)[1]
+    assert 'class="alert"' not in text and bench["failures"] == []
 
 
 def _chromium() -> str | None:

@@ -13,7 +13,7 @@ import yaml
 from pipeline import contract
 from pipeline.contract import ReportMetrics, Run
 from pipeline.report import sections as sec
-from pipeline.report.sections import Figure, Section, Table, num
+from pipeline.report.sections import Alert, Figure, Section, Table, num
 from pipeline.runs import atomic_write_text
 
 HTML_FILE = "report.html"
@@ -25,7 +25,8 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.8em 0;font-size:.85em}td,th{border:1px solid #ccc;padding:.25em .5em}
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}caption{caption-side:bottom;
 font-size:.8em;color:#666;text-align:left}img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;
-padding:.6em;overflow-x:auto;font-size:.8em}"""
+padding:.6em;overflow-x:auto;font-size:.8em}.alert{border:3px solid #c00;background:#fff0f0;padding:.4em 1em;
+margin:1em 0}.alert strong{color:#c00}"""
 
 
 def find_ablation(run_root: Path) -> Path | None:
@@ -55,7 +56,18 @@ def _table_md(t: Table) -> str:
     return "\n".join(lines) + (f"\n\n*{t.caption}*" if t.caption else "")
 
 
+def _alert(a: Alert, as_html: bool) -> str:
+    if as_html:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in a.lines)
+        foot = f"<p>{html.escape(a.footer)}</p>" if a.footer else ""
+        return f'<div class="alert" role="alert"><p><strong>{html.escape(a.title)}</strong></p><ul>{items}</ul>{foot}</div>'
+    lines = [f"> **{a.title}**", ">"] + [f"> - {line}" for line in a.lines]
+    return "\n".join(lines + ([">", f"> {a.footer}"] if a.footer else []))
+
+
 def _block(b: Any, as_html: bool) -> str:
+    if isinstance(b, Alert):
+        return _alert(b, as_html)
     if isinstance(b, Table):
         return _table_html(b) if as_html else _table_md(b)
     if isinstance(b, Figure):
@@ -79,9 +91,10 @@ def build_sections(run: Run, ablation: Path | None) -> tuple[list[Section], list
 
         units = read_json(contract.artifact_path(run.stage("data"), "stats")).get("units") or units
     figs: list[Figure] = []
+    failed = sec.failures_section(run, bench)  # first: every figure below was measured without them
     head = sec.headline(run, bench, units)
     head.blocks.append(sec.provenance(run, bench))
-    out = [head, sec.data_section(run, cfg, figs), sec.training_section(run, units, figs)]
+    out = ([failed] if failed else []) + [head, sec.data_section(run, cfg, figs), sec.training_section(run, units, figs)]
     abl = sec.ablation_section(ablation, figs)
     if abl is not None:
         out.append(abl)

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline import contract
 from pipeline.contract import Run
+from pipeline.device import describe_host
 from pipeline.report import figures
 
 WORST_FLAGGED = 12
@@ -34,6 +35,15 @@ class Figure:
     name: str  # file stem
     png: bytes
     alt: str
+
+
+@dataclass
+class Alert:
+    """A block the reader must not miss (rendered boxed in red at the top of the page)."""
+
+    title: str
+    lines: list[str]
+    footer: str = ""
 
 
 @dataclass
@@ -69,6 +79,26 @@ def headline_rows(bench: dict) -> dict[str, dict | None]:
     return {"student": pick("student/tflite_int8"), "teacher": pick("teacher/tflite_fp32")}
 
 
+def failures_section(run: Run, bench: dict | None) -> Section | None:
+    """Artifacts that failed export or parity and so are neither benchmarked nor shipped; None when none.
+    First on the page: the figures below it were measured without them."""
+    exp = run.metrics("export") if run.stage("export") else None
+    student = [f"student/{line}" for line in (exp.failures if exp else [])]
+    teacher = [f"{f['artifact']}: {f['reason']}" for f in (bench or {}).get("failures") or []
+               if f.get("stage") != "export"]  # the student's are the export stage's, listed above
+    if not student and not teacher:
+        return None
+    where = [f"{run.stage('export') / 'export_report.json'}"] if student else []
+    where += [f"{run.stage('benchmark') / 'teacher' / 'export_report.json'}"] if teacher else []
+    force = " ".join(f"--force {n}" for n, lines in (("export", student), ("benchmark", teacher)) if lines)
+    s = Section("failures", "Failed artifacts")
+    s.blocks.append(Alert(f"{len(student) + len(teacher)} artifact(s) failed: not benchmarked, not shipped",
+                          student + teacher,
+                          f"Figures and reasons: {', '.join(where)}. Once the cause is fixed, retry with "
+                          f"`python -m pipeline run <config> {force}`; until then the run exits 1."))
+    return s
+
+
 def headline(run: Run, bench: dict | None, units: str) -> Section:
     s = Section("headline", "Headline")
     rows = headline_rows(bench) if bench else {"student": None, "teacher": None}
@@ -94,10 +124,12 @@ def headline(run: Run, bench: dict | None, units: str) -> Section:
 
 def provenance(run: Run, bench: dict | None) -> Table:
     host = (bench or {}).get("host") or {}
+    summary = run.root / "summary.json"
+    if not host and summary.is_file():  # no benchmark: the host the run itself recorded
+        host = json.loads(summary.read_text()).get("host") or {}
     export_dir = run.stage("export")
     started = contract.manifest(run.stage("benchmark"))["started"] if run.stage("benchmark") else "–"
-    machine = (f"{host.get('cpu', '?')}, {host.get('cores', '?')} cores, {host.get('system', '?')} "
-               f"{host.get('machine', '')}" if host else platform.platform())
+    machine = describe_host(host) if host else platform.platform()
     return Table("provenance", ["what", "value"],
                  [["run", run.root.name], ["config hash (export stage, in every artifact's metadata)",
                                            export_dir.name.rsplit("-", 1)[-1] if export_dir else "–"],
@@ -196,9 +228,10 @@ def export_section(run: Run) -> Section:
     m = contract.read_metrics(d)
     report = contract.load_export_report(d)["artifacts"]
     rows = [[name, a.status, a.size_bytes, a.max_abs_diff, a.mean_abs_diff, a.tolerance,
-             (report.get(name) or {}).get("verified_by") or a.reason or ""] for name, a in m.artifacts.items()]
+             (a.reason if a.status == "failed" else None) or (report.get(name) or {}).get("verified_by") or a.reason
+             or ""] for name, a in m.artifacts.items()]
     s.blocks.append(Table("parity", ["artifact", "status", "size (bytes)", "max |diff|", "mean |diff|",
-                                     "tolerance", "verified by"], rows,
+                                     "tolerance", "verified by (or why it failed)"], rows,
                           "each artifact against the PyTorch model it came from, on clean test images"))
     return s
 
@@ -212,6 +245,7 @@ def benchmark_section(run: Run, bench: dict | None, units: str, figs: list[Figur
     if bench is None:
         s.blocks.append(f"benchmark stage: {run.status('benchmark')}")
         return s
+    s.blocks += list((bench.get("headline") or {}).get("int8_notes") or [])  # int8 slower than fp32 here, and why
     s.blocks.append(Table("bench_rows", BENCH_COLS, [[r.get(c) for c in BENCH_COLS] for r in bench["rows"]],
                           f"timing plan {json.dumps(bench.get('plan'))}; latency per batch-1 call"))
     profiles = {r["artifact"]: r["profile"] for r in bench["rows"]

@@ -6,6 +6,10 @@ here to ``benchmark.teacher_formats`` (so every student-vs-teacher ratio is meas
 each backend in ``benchmark.backends`` at each thread count in ``benchmark.threads``. Android rows
 run ``benchmark_model`` over adb when ``benchmark.android.benchmark_model`` names a binary.
 Writes ``benchmark.json``, ``benchmark.csv`` and ``teacher/`` (its artifacts and export report).
+
+Artifacts that failed export are not timed, and ``benchmark.json`` lists them (``failures``) first:
+the student's from the export stage, the teacher's from this stage's own export (a failed teacher
+format is logged and skipped, never the end of the benchmark; it is in ``BenchmarkMetrics.failures``).
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from benchmarks.backends import FAMILY_BACKEND
 from benchmarks.harness import Target, format_table, run_benchmark, write_results
 from benchmarks.models import load_torch_model
 from benchmarks.timing import TimingPlan
-from exporters.export import export_all
+from exporters.export import export_all, failure_line
 from exporters.formats import FORMATS, ExportOptions
 from exporters.metadata import META_FILE, base_meta
 from pipeline import __version__
 from pipeline.config import Config
-from pipeline.contract import BenchmarkMetrics, as_metrics
+from pipeline.contract import BenchmarkMetrics, as_metrics, read_metrics
 from pipeline.data.dataset import load_dataset
 from pipeline.device import DeviceInfo
 from pipeline.models.complexity import count_macs, count_params
@@ -46,16 +50,32 @@ def config_slice(cfg: Config) -> dict:
 
 
 def _export_teacher(cfg: Config, teacher: torch.nn.Module, x: np.ndarray, names: list[str], units: str,
-                    out: Path) -> dict[str, Path]:
-    """Export the teacher (float formats only) with the same exporters and parity checks as the student."""
+                    out: Path) -> tuple[dict[str, Path], list[dict]]:
+    """Export the teacher (float formats only) with the same exporters and parity checks as the student:
+    (verified or exported artifacts by format, the failed ones as ``{"artifact", "stage", "reason"}``)."""
     idx = np.linspace(0, len(x) - 1, min(PARITY_SAMPLES, len(x))).astype(int)
     meta = base_meta(name=f"{cfg.experiment}-teacher", version=__version__,
                      description=f"{cfg.teacher.arch} teacher ({units}) for {', '.join(names)}",
                      author="tor-distill-pipeline", license="Apache-2.0", config_hash=out.parent.name.rsplit("-", 1)[-1],
                      output_names=names, units=units)
     report = export_all(teacher, None, torch.from_numpy(np.ascontiguousarray(x[idx])), out,
-                        list(cfg.benchmark.teacher_formats), meta, ExportOptions())
-    return {name: out / rec["path"] for name, rec in report["artifacts"].items() if rec.get("path")}
+                        list(cfg.benchmark.teacher_formats), meta, ExportOptions(), strict=False)
+    recs = report["artifacts"].values()
+    failed = [_failure("teacher", failure_line(r), "benchmark (teacher export)") for r in recs if r["status"] == "failed"]
+    for f in failed:
+        log.error("%s not benchmarked: %s (details in %s)", f["artifact"], f["reason"], out / "export_report.json")
+    return {r["format"]: out / r["path"] for r in recs if r.get("path") and r["status"] != "failed"}, failed
+
+
+def _failure(model: str, line: str, stage: str) -> dict:
+    """A failure_line ("onnx_int8: parity failed: ...") as benchmark.json's record of an untimed artifact."""
+    fmt, _, reason = line.partition(": ")
+    return {"artifact": f"{model}/{fmt}", "stage": stage, "reason": reason}
+
+
+def _export_failures(ctx: StageContext) -> list[dict]:
+    """The student formats the export stage failed to verify (left out of its artifact map)."""
+    return [_failure("student", line, "export") for line in read_metrics(ctx.upstream["export"].path).failures]
 
 
 def _artifact_target(model: str, name: str, path: Path, params: int, macs: int) -> Target:
@@ -65,7 +85,7 @@ def _artifact_target(model: str, name: str, path: Path, params: int, macs: int) 
 
 
 def _targets(cfg: Config, ctx: StageContext, x: np.ndarray, names: list[str], units: str
-             ) -> tuple[list[Target], dict[str, torch.nn.Module]]:
+             ) -> tuple[list[Target], dict[str, torch.nn.Module], list[dict]]:
     up = ctx.upstream
     shape = [1, *x.shape[1:]]
     example = torch.from_numpy(np.ascontiguousarray(x[:1]))
@@ -87,10 +107,11 @@ def _targets(cfg: Config, ctx: StageContext, x: np.ndarray, names: list[str], un
     for name, rel in exported.items():
         if name in FORMATS:
             targets.append(_artifact_target("student", name, up["export"].path / rel, s_params, s_macs))
-    for name, path in _export_teacher(cfg, teacher, x, names, units, ctx.dir / TEACHER_DIR).items():
+    teacher_artifacts, failed = _export_teacher(cfg, teacher, x, names, units, ctx.dir / TEACHER_DIR)
+    for name, path in teacher_artifacts.items():
         targets.append(_artifact_target("teacher", name, path, t_params, t_macs))
     wanted = set(cfg.benchmark.backends)
-    return [t for t in targets if t.backend in wanted], torch_models
+    return [t for t in targets if t.backend in wanted], torch_models, failed
 
 
 def _own_errors(targets: list[Target], torch_models: dict, x: np.ndarray, y: np.ndarray, names: list[str]
@@ -144,14 +165,18 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     cpu = DeviceInfo(torch.device("cpu"), torch.get_num_threads())
     x = np.ascontiguousarray(to_model_input(torch.from_numpy(np.asarray(data.x("test"))), cpu).numpy())
     y, names = data.y("test"), data.output_names
-    targets, torch_models = _targets(cfg, ctx, x, names, data.stats["units"])
+    targets, torch_models, teacher_failed = _targets(cfg, ctx, x, names, data.stats["units"])
     errors = _own_errors(targets, torch_models, x, y, names)
     plan = TimingPlan(warmup=b.warmup, min_runs=b.min_runs, min_time_s=b.min_time_s, repeats=b.repeats)
-    result = run_benchmark(targets, list(b.threads), plan, errors, b.profile, _android_rows(cfg, targets, ctx))
+    result = run_benchmark(targets, list(b.threads), plan, errors, b.profile, _android_rows(cfg, targets, ctx),
+                           failures=_export_failures(ctx) + teacher_failed)
     write_results(result, ctx.dir)
     log.info("benchmark results:\n%s", format_table(result))
     artifacts = {"benchmark_json": "benchmark.json", "benchmark_csv": "benchmark.csv"}
-    return StageOutput(as_metrics(BenchmarkMetrics(result["headline"], result["host"])), artifacts)
+    # only this stage's own failures: the student's are the export stage's, counted there
+    metrics = BenchmarkMetrics(result["headline"], result["host"],
+                               [f"{f['artifact']}: {f['reason']}" for f in teacher_failed])
+    return StageOutput(as_metrics(metrics), artifacts)
 
 
 STAGE = Stage("benchmark", ("data", "teacher", "distill", "qat", "export"), config_slice, run)
