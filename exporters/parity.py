@@ -90,20 +90,31 @@ def _dist(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(d.max()), float(d.mean())
 
 
+def parity_tolerance(fmt: Format, meta: dict, tolerance: float | None = None) -> float:
+    """Largest allowed max |diff|: ``tolerance`` or the table's, and with a quantized (int8) output at
+    least ``OUTPUT_STEPS_TOLERANCE`` steps of its grid, since both sides are rounded to it."""
+    tol = fmt.tolerance if tolerance is None else float(tolerance)
+    out_q = io_quantization(meta["outputs"][0])
+    return max(tol, OUTPUT_STEPS_TOLERANCE * out_q[0]) if out_q else tol
+
+
+def pick_reference(fmt: Format, float_model: nn.Module, int8_model: nn.Module | None) -> tuple[nn.Module | None, str]:
+    """The torch model an artifact of ``fmt`` is compared with, and its name for reports."""
+    if fmt.needs_int8_model:
+        return int8_model, "int8 (PT2E-converted) torch model"
+    return float_model, "float torch model"
+
+
 def check_parity(fmt: Format | str, path: Path, meta: dict, inputs: torch.Tensor, float_model: nn.Module,
                  int8_model: nn.Module | None = None, tolerance: float | None = None) -> ParityResult:
     """Run the artifact at ``path`` on ``inputs`` (NCHW) and compare with its torch source."""
     fmt = FORMATS[fmt] if isinstance(fmt, str) else fmt
-    tol = fmt.tolerance if tolerance is None else float(tolerance)
-    out_q = io_quantization(meta["outputs"][0])
-    if out_q:  # both sides are rounded to the output grid: allow a few steps of it
-        tol = max(tol, OUTPUT_STEPS_TOLERANCE * out_q[0])
+    tol = parity_tolerance(fmt, meta, tolerance)
     x = inputs.detach().float().cpu().numpy()
     reason = missing_runtime(fmt)
     if reason:
         return ParityResult(fmt.name, "skipped", reason, tolerance=tol, n_samples=len(x))
-    reference, ref_name = (int8_model, "int8 (PT2E-converted) torch model") if fmt.needs_int8_model \
-        else (float_model, "float torch model")
+    reference, ref_name = pick_reference(fmt, float_model, int8_model)
     if reference is None:
         return ParityResult(fmt.name, "skipped", "no reference torch model", tolerance=tol, n_samples=len(x))
     try:
@@ -117,7 +128,13 @@ def check_parity(fmt: Format | str, path: Path, meta: dict, inputs: torch.Tensor
         log.exception("%s did not run in %s", fmt.name, fmt.runtime)
         return ParityResult(fmt.name, "failed", f"runtime: {type(exc).__name__}: {str(exc)[:1000]}",
                             tolerance=tol, reference=ref_name, n_samples=len(x))
-    got = runtime_outputs(raw, meta)
+    return compare_outputs(fmt, runtime_outputs(raw, meta), x, meta, float_model, reference, ref_name, tol, how)
+
+
+def compare_outputs(fmt: Format, got: np.ndarray, x: np.ndarray, meta: dict, float_model: nn.Module,
+                    reference: nn.Module, ref_name: str, tol: float, how: str) -> ParityResult:
+    """Judge an artifact's outputs ``got`` (label units, from ``runtime_outputs``) on NCHW inputs ``x``
+    against ``reference`` (see :func:`pick_reference`) within ``tol`` and the table's mean tolerance."""
     want = reference_outputs(reference, x, meta)
     if got.shape != want.shape:
         return ParityResult(fmt.name, "failed", f"output shape {got.shape} != torch {want.shape}", how=how,
