@@ -10,7 +10,8 @@ and as a Nehalem (SSE4.1: exact sums, as on VNNI machines, which QEMU 7.2 cannot
 Sensitivity, by hand: ``PORTABLE_INT8_WEIGHT_QMAX=127 python -m pytest tests/test_portable_int8.py``
 rebuilds with litert's original weight range and fails (onnx_int8 on Haswell, and the CPUs disagree).
 
-Needs qemu-user (``apt-get install qemu-user``; ``.ci/run`` installs it): fails, does not skip, without it.
+Needs qemu-user (``apt-get install qemu-user``; ``.ci/run`` installs it): without it the tests fail on CI
+(``CI`` set) and skip elsewhere with the install command, like the flatc and chromium tests.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def int8_artifacts(tmp_path_factory):
     try:
         qemu_binary()  # before the minute of building
     except FileNotFoundError as exc:
-        pytest.fail(str(exc))
+        if os.environ.get("CI"):  # CI installs it: a missing qemu there is a broken set-up, not a skip
+            pytest.fail(str(exc))
+        pytest.skip(f"{exc}; CI installs it")
     from exporters.export import export_all
     from exporters.formats import ExportOptions
     from exporters.metadata import base_meta
