@@ -38,9 +38,8 @@ def write_fixture(root: Path, n: int, size: int = 450) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     from pipeline.config import validate
-    from pipeline.data.dataset import open_images
+    from pipeline.data.dataset import open_images, summary, write_source
     from pipeline.data.sources import SOURCES
-    from pipeline.stages.source import summary, write_source
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=400, help="images in the generated folder")

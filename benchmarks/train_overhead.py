@@ -20,8 +20,7 @@ import torch
 from pipeline.config import TrainConfig
 from pipeline.device import resolve_device
 from pipeline.models import build_model
-from pipeline.stages.teacher import l2_step
-from pipeline.train import TrainData, fit, to_model_input
+from pipeline.train import TrainData, fit, l2_step, to_model_input
 
 STATS = {"input_mean": [0.5] * 3, "input_std": [0.25] * 3, "label_mean": [0.0] * 3, "label_std": [40.0] * 3}
 

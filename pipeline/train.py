@@ -48,6 +48,16 @@ StepFn = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 ValFn = Callable[[nn.Module], dict[str, float]]
 
 
+def l2_step(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The plain squared-error step (the teacher's default; benchmarks.train_overhead times ``fit`` with it)."""
+    pred = model(batch["x"])
+    return {"loss": ((pred.float() - batch["y"]) ** 2).mean()}
+
+
+def l1_step(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {"loss": (model(batch["x"]).float() - batch["y"]).abs().mean()}
+
+
 @dataclass
 class TrainData:
     """Training split in memory: raw inputs (uint8 NHWC images or float vectors), labels, extras."""

@@ -8,7 +8,9 @@ and ``source.json`` (label names, units, mirror signs, skipped samples by reason
 The data stage (``data-<hash>/``, hashed by the noise settings on top) holds ``dataset.npz`` (noisy
 and clean labels, outlier masks), ``stats.json`` (input/label statistics baked into every model,
 output names and units) and ``inputs.json`` (where its images are: the source stage's folder,
-relative to its own). :func:`load_dataset` reads both through the data stage's folder.
+relative to its own). :func:`load_dataset` reads both through the data stage's folder;
+:func:`write_source` writes the source stage's folder (here, beside its reader, so a benchmark can
+build that cache without the stage).
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.runs import ArtifactError, read_json, read_npz
+from pipeline.data.reading import SourceData
+from pipeline.runs import (
+    ArtifactError,
+    atomic_write_json,
+    atomic_write_npy,
+    atomic_write_npz,
+    read_json,
+    read_npz,
+)
 
 DATASET_FILE = "dataset.npz"
 STATS_FILE = "stats.json"
@@ -42,6 +52,31 @@ def open_images(source_dir: Path, split: str) -> np.ndarray:
     except Exception as exc:
         raise ArtifactError(f"{path} is not a readable array file ({type(exc).__name__}); "
                             "rebuild it with --force source") from exc
+
+
+def summary(data: SourceData, seconds: float) -> dict:
+    """The source's headline figures: split sizes, skipped samples by reason, reading speed."""
+    total = sum(len(s.y) for s in data.splits.values())
+    return {**{f"n_{s}": int(len(data.splits[s].y)) for s in SPLITS},
+            "skipped": int(sum(data.skipped.values())), "skipped_by_reason": dict(sorted(data.skipped.items())),
+            "read_seconds": round(seconds, 2), "samples_per_second": round(total / max(seconds, 1e-9), 1)}
+
+
+def write_source(data: SourceData, input_kind: str, out_dir: Path, metrics: dict) -> None:
+    """Write the cache: inputs per split (.npy), labels and groups (.npz), and source.json last."""
+    labels = {}
+    for s in SPLITS:
+        sp = data.splits[s]
+        atomic_write_npy(out_dir / images_file(s), np.ascontiguousarray(sp.x))
+        labels[f"{s}_y"] = sp.y.astype(np.float32)
+        if sp.group is not None:
+            labels[f"{s}_group"] = sp.group.astype(np.int32)
+    atomic_write_npz(out_dir / LABELS_FILE, **labels)
+    meta = {"input_kind": input_kind, "output_names": list(data.output_names), "units": data.units,
+            "mirror_signs": list(data.mirror_signs) if data.mirror_signs else None,
+            "group_names": {s: data.splits[s].group_names for s in SPLITS if data.splits[s].group is not None},
+            "metrics": metrics}
+    atomic_write_json(out_dir / SOURCE_FILE, meta)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import contract
+from pipeline.ablation_tables import load_ablation, markdown_table, plot
 from pipeline.contract import Run
 from pipeline.device import describe_host
 from pipeline.report import figures
@@ -205,8 +206,6 @@ def training_section(run: Run, units: str, figs: list[Figure]) -> Section:
 def ablation_section(ablation_dir: Path | None, figs: list[Figure]) -> Section | None:
     if ablation_dir is None:
         return None
-    from pipeline.ablate import load_ablation, markdown_table, plot
-
     result, grid = load_ablation(ablation_dir)
     s = Section("method", "Method: ablation")
     s.blocks.append(f"{len(result['rows'])} runs from {ablation_dir / 'ablation.json'}")

@@ -14,14 +14,12 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.config import Config, root_problems
 from pipeline.contract import SourceMetrics, as_metrics
-from pipeline.data.dataset import LABELS_FILE, SOURCE_FILE, SPLITS, images_file
-from pipeline.data.reading import SourceData, SourceError
+from pipeline.data.dataset import LABELS_FILE, SOURCE_FILE, SPLITS, images_file, summary, write_source
+from pipeline.data.reading import SourceError
 from pipeline.data.sources import SOURCES, sections_used
-from pipeline.runs import StageContext, atomic_write_json, atomic_write_npy, atomic_write_npz, read_json
+from pipeline.runs import StageContext, read_json
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
 
@@ -55,31 +53,6 @@ def _locked(path: Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def summary(data: SourceData, seconds: float) -> dict:
-    """The source's headline figures: split sizes, skipped samples by reason, reading speed."""
-    total = sum(len(s.y) for s in data.splits.values())
-    return {**{f"n_{s}": int(len(data.splits[s].y)) for s in SPLITS},
-            "skipped": int(sum(data.skipped.values())), "skipped_by_reason": dict(sorted(data.skipped.items())),
-            "read_seconds": round(seconds, 2), "samples_per_second": round(total / max(seconds, 1e-9), 1)}
-
-
-def write_source(data: SourceData, input_kind: str, out_dir: Path, metrics: dict) -> None:
-    """Write the cache: inputs per split (.npy), labels and groups (.npz), and source.json last."""
-    labels = {}
-    for s in SPLITS:
-        sp = data.splits[s]
-        atomic_write_npy(out_dir / images_file(s), np.ascontiguousarray(sp.x))
-        labels[f"{s}_y"] = sp.y.astype(np.float32)
-        if sp.group is not None:
-            labels[f"{s}_group"] = sp.group.astype(np.int32)
-    atomic_write_npz(out_dir / LABELS_FILE, **labels)
-    meta = {"input_kind": input_kind, "output_names": list(data.output_names), "units": data.units,
-            "mirror_signs": list(data.mirror_signs) if data.mirror_signs else None,
-            "group_names": {s: data.splits[s].group_names for s in SPLITS if data.splits[s].group is not None},
-            "metrics": metrics}
-    atomic_write_json(out_dir / SOURCE_FILE, meta)
 
 
 def run(cfg: Config, ctx: StageContext) -> StageOutput:

@@ -17,7 +17,7 @@ from pipeline.models.complexity import count_macs, count_params
 from pipeline.runs import StageContext, atomic_torch_save, atomic_write_npz
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
-from pipeline.train import TrainData, fit, network_train_config, predict, to_model_input
+from pipeline.train import TrainData, fit, l1_step, l2_step, network_train_config, predict, to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +27,6 @@ PREDICTIONS_FILE = "teacher_predictions.npz"
 
 def config_slice(cfg: Config) -> dict:
     return {"teacher": to_dict(cfg.teacher)}
-
-
-def l2_step(model, batch):
-    pred = model(batch["x"])
-    return {"loss": ((pred.float() - batch["y"]) ** 2).mean()}
-
-
-def l1_step(model, batch):
-    return {"loss": (model(batch["x"]).float() - batch["y"]).abs().mean()}
 
 
 def teacher_step(cfg: Config):
