@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.backends import BACKENDS, FAMILY_BACKEND  # noqa: F401  (re-exported)
-from benchmarks.host import cpu_description, matmul_peak_macs
+from benchmarks.host import matmul_peak_macs
 from benchmarks.timing import TimingPlan
-from pipeline.device import int8_dot_features
+from pipeline.device import host_description, int8_dot_features
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def run_benchmark(targets: list[Target], threads: list[int], plan: TimingPlan, e
 
     ``failures``: artifacts that failed export or parity and so are not timed, each
     ``{"artifact", "stage", "reason"}``; kept in the result so every reader sees them first."""
-    host = cpu_description()
+    host = host_description()
     peaks = {n: matmul_peak_macs(n) for n in threads}
     host["matmul_peak_macs_per_s"] = {str(n): round(p) for n, p in peaks.items()}
     device = f"host: {host['cpu']} ({host['cores']} cores)"

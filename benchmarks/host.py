@@ -1,4 +1,4 @@
-"""What machine the figures come from (:mod:`pipeline.device` records it), and its measured arithmetic peak.
+"""The host's measured arithmetic peak (the host itself is described by :func:`pipeline.device.host_description`).
 
 The peak is a float32 matrix multiply timed with torch at the given thread count (the best of a few
 repeats of a 1024 x 1024 x 1024 product): achieved MAC/s of a small model is read against it. It is
@@ -8,15 +8,6 @@ a measured figure for this host, not a datasheet number; int8 kernels can exceed
 from __future__ import annotations
 
 import time
-
-from pipeline.device import host_description
-
-
-def cpu_description() -> dict:
-    """The host record (:func:`pipeline.device.host_description`); kept here for benchmark scripts.
-    It lives in ``pipeline.device`` because the run summary records it too and pipeline/ must not
-    import benchmarks/."""
-    return host_description()
 
 
 def matmul_peak_macs(threads: int, n: int = 1024, repeats: int = 5) -> float:

@@ -45,7 +45,8 @@ QEMU_MISSING = ("qemu-user is not installed (no qemu-x86_64 on PATH): the int8 p
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def artifact_meta(path: Path) -> dict:
+def _meta_beside(path: Path) -> dict:
+    """The ``model_meta.json`` export wrote beside the artifact."""
     return read_meta(Path(path).parent / META_FILE)
 
 
@@ -62,7 +63,7 @@ def run_artifacts(artifacts: list[Path], x: np.ndarray, out: Path) -> dict[str, 
     """The worker: run each artifact on ``x``; ``<format>.npy`` outputs into ``out``; returns format -> how."""
     how = {}
     for path in artifacts:
-        meta = artifact_meta(path)
+        meta = _meta_beside(path)
         session = open_runtime(meta["format"], Path(path), threads=1)
         try:
             raw = session.run(runtime_inputs(x, meta))
@@ -110,7 +111,7 @@ def emulated_parity(artifacts: list[Path], inputs: Any, float_model: Any, int8_m
     outputs = run_emulated(artifacts, x, cpu)
     results = []
     for path in artifacts:
-        meta = artifact_meta(path)
+        meta = _meta_beside(path)
         fmt = FORMATS[meta["format"]]
         got, how = outputs[fmt.name]
         reference, ref_name = pick_reference(fmt, float_model, int8_model)

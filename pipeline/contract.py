@@ -358,6 +358,11 @@ class Run:
     def stage(self, name: str) -> Path | None:
         return self.dirs.get(name)
 
+    def host(self) -> dict:
+        """The host the run recorded in ``summary.json`` (:func:`pipeline.device.host_description`), or {}."""
+        path = self.root / "summary.json"
+        return (read_json(path).get("host") or {}) if path.is_file() else {}
+
     def status(self, name: str) -> str:
         return self.statuses.get(name, "absent")
 

@@ -7,7 +7,8 @@ would never see the AVX2 path. Here qemu-user runs the same artifacts as a Haswe
 and as a Nehalem (SSE4.1: exact sums, as on VNNI machines, which QEMU 7.2 cannot emulate), through
 :mod:`exporters.emulated_parity`.
 
-Sensitivity, by hand: ``PORTABLE_INT8_WEIGHT_QMAX=127 python -m pytest tests/test_portable_int8.py``
+Figures: ``python -m pytest -q -rP tests/test_portable_int8.py`` prints each artifact's max / mean distance
+per emulated CPU. Sensitivity, by hand: ``PORTABLE_INT8_WEIGHT_QMAX=127 python -m pytest tests/test_portable_int8.py``
 rebuilds with litert's original weight range and fails (onnx_int8 on Haswell, and the CPUs disagree).
 
 Needs qemu-user (``apt-get install qemu-user``; ``.ci/run`` installs it): without it the tests fail on CI
@@ -107,6 +108,7 @@ def test_int8_parity_on_emulated_cpu(emulated, cpu):
     assert [r.format for r in results] == FORMATS
     lines = [f"{r.format}: {r.status} max {r.max_abs:.3g} mean {r.mean_abs:.3g} (tol {r.tolerance:g}; {r.how})"
              for r in results]
+    print("\n".join(lines))  # the README's figures: python -m pytest -q -rP tests/test_portable_int8.py
     assert all(r.status == "passed" for r in results), "\n".join(lines)
 
 

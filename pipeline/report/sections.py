@@ -124,10 +124,7 @@ def headline(run: Run, bench: dict | None, units: str) -> Section:
 
 
 def provenance(run: Run, bench: dict | None) -> Table:
-    host = (bench or {}).get("host") or {}
-    summary = run.root / "summary.json"
-    if not host and summary.is_file():  # no benchmark: the host the run itself recorded
-        host = json.loads(summary.read_text()).get("host") or {}
+    host = (bench or {}).get("host") or run.host()  # no benchmark: the host the run itself recorded
     export_dir = run.stage("export")
     started = contract.manifest(run.stage("benchmark"))["started"] if run.stage("benchmark") else "–"
     machine = describe_host(host) if host else platform.platform()
@@ -227,8 +224,8 @@ def export_section(run: Run) -> Section:
     m = contract.read_metrics(d)
     report = contract.load_export_report(d)["artifacts"]
     rows = [[name, a.status, a.size_bytes, a.max_abs_diff, a.mean_abs_diff, a.tolerance,
-             (a.reason if a.status == "failed" else None) or (report.get(name) or {}).get("verified_by") or a.reason
-             or ""] for name, a in m.artifacts.items()]
+             a.reason if a.status == "failed" else (report.get(name) or {}).get("verified_by") or a.reason or ""]
+            for name, a in m.artifacts.items()]
     s.blocks.append(Table("parity", ["artifact", "status", "size (bytes)", "max |diff|", "mean |diff|",
                                      "tolerance", "verified by (or why it failed)"], rows,
                           "each artifact against the PyTorch model it came from, on clean test images"))
