@@ -40,7 +40,7 @@ _NORMALIZATION = {torch.ops.aten.sub.Tensor, torch.ops.aten.mul.Tensor}
 # without VNNI (AVX2, AVX-512F) onnxruntime's u8s8 kernels multiply with VPMADDUBSW, which adds two
 # u8*s8 products in a saturating int16: 2 * 255 * 127 = 64770 overflows, 2 * 255 * 64 = 32640 does
 # not. onnxruntime's guidance for that saturation is this reduced weight range ("reduce_range").
-# Doing it here, in QAT, keeps every int8 artifact (ONNX, TFLite, CoreML, ExecuTorch) the same model
+# Doing it here, in QAT, keeps every int8 artifact (ONNX, TFLite, CoreML) the same model
 # as the torch reference and gives the same numbers on every CPU. Measured cost: README, "int8 on
 # every CPU".
 WEIGHT_QMAX = 64
