@@ -8,6 +8,7 @@ import types
 import numpy as np
 import torch
 
+from pipeline import objective
 from pipeline.device import DeviceInfo
 from pipeline.stages import distill
 from pipeline.train import to_model_input
@@ -16,11 +17,11 @@ from tests.conftest import make_tiny_student
 
 def test_precomputed_mirror_predictions_equal_the_teacher_on_flipped_batches(monkeypatch) -> None:
     teacher = make_tiny_student("mobile_xs", width_mult=0.5)  # any image network stands in for the teacher
-    monkeypatch.setattr(distill, "load_teacher", lambda _dir, _device: teacher)
+    monkeypatch.setattr(objective, "load_teacher", lambda _dir, _device: teacher)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(12, 64, 64, 3), dtype=np.uint8)  # uint8 NHWC, as the data stage stores it
     dev = DeviceInfo(torch.device("cpu"), 1)
-    y_flip = distill.flipped_teacher_extras("unused", x, dev)["y_t_flip"]
+    y_flip = objective.flipped_teacher_extras("unused", x, dev)["y_t_flip"]
     with torch.no_grad():  # what the training loop feeds the teacher for a flipped sample
         on_the_fly = teacher(to_model_input(torch.from_numpy(x), dev).flip(3))
     assert torch.allclose(y_flip, on_the_fly, atol=1e-4)
@@ -34,7 +35,7 @@ def test_step_takes_the_mirror_prediction_for_flipped_samples() -> None:
         seen["y_t"] = y_t
         return {"loss": hl.sum() * 0}
 
-    step = distill.distill_step(types.SimpleNamespace(loss=loss), None, tied_heads=True)
+    step = objective.distill_step(types.SimpleNamespace(loss=loss), None, tied_heads=True)
     batch = {"x": torch.zeros(3, 2), "y": torch.zeros(3, 1), "y_t": torch.tensor([[1.0], [2.0], [3.0]]),
              "y_t_flip": torch.tensor([[-1.0], [-2.0], [-3.0]]), "flip": torch.tensor([True, False, True])}
     step(lambda x: x[:, :1], batch)

@@ -15,16 +15,16 @@ from pipeline.contract import (
     as_metrics,
     from_dict,
     load_predictions,
-    load_teacher,
     read_metrics,
 )
 from pipeline.data.dataset import Dataset, load_dataset
 from pipeline.evaluate import errors, mae
-from pipeline.losses import METHODS, LossParams, Method, inlier_mask, outlier_threshold, robust_sigma
+from pipeline.losses import METHODS, LossParams, inlier_mask
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
 from pipeline.models.student import HEADS, auto_head, select_head
-from pipeline.runs import StageContext, atomic_torch_save, atomic_write_text
+from pipeline.objective import dataset_threshold, distill_step, flipped_teacher_extras
+from pipeline.runs import StageContext, atomic_torch_save, atomic_write_json, atomic_write_text
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.train import TrainData, fit, network_train_config, predict, to_model_input
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "student.pt"
 FLAGGED_FILE = "flagged_outliers.csv"
+THRESHOLD_FILE = "tor_threshold.json"
 
 
 def config_slice(cfg: Config) -> dict:
@@ -45,13 +46,6 @@ def exported_head(cfg: Config) -> str:
     if not METHODS[cfg.distill.method].two_heads:
         return "label"
     return "mean" if cfg.distill.inference_head == "auto" else cfg.distill.inference_head
-
-
-def dataset_threshold(cfg: Config, residual: np.ndarray) -> np.ndarray:
-    """e_out per output from the whole training set's teacher residuals (beta = N)."""
-    t = cfg.distill.tor
-    r = torch.from_numpy(residual)
-    return outlier_threshold(robust_sigma(r), t.threshold, len(r), t.alpha, t.k, t.fixed).numpy()
 
 
 def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path, reject: str = "element") -> dict:
@@ -78,38 +72,6 @@ def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path, reject:
             if truth.sum() and kept_clean > 0 else None}
 
 
-def distill_step(method: Method, params: LossParams, tied_heads: bool):
-    """The training step of a method, on the teacher's cached predictions: ``batch["y_t"]``, and for
-    horizontally flipped samples ``batch["y_t_flip"]`` (the teacher on the mirrored image, see
-    :func:`flipped_teacher_extras`). ``tied_heads``: the model has one output standing in for both
-    heads (the QAT stage's single-output student)."""
-
-    def step(model, batch):
-        out = model(batch["x"])
-        hl, ht = (out, out) if tied_heads else out
-        y_t = batch["y_t"]
-        if "flip" in batch and "y_t_flip" in batch:
-            y_t = torch.where(batch["flip"].view(-1, 1), batch["y_t_flip"], y_t)
-        return method.loss(hl.float(), ht.float(), batch["y"], y_t, params)
-    return step
-
-
-def flipped_teacher_extras(teacher_dir, x_train: np.ndarray, dev) -> dict[str, torch.Tensor]:
-    """``{"y_t_flip": teacher predictions on the mirrored training images}``, computed once.
-
-    Why: flip augmentation is a fixed mirror of each image, so the teacher's answer to every flipped
-    sample can be computed in one pass before training instead of re-running the 28x larger teacher
-    on every flipped batch of every epoch (measured on the default preset, 2 CPU threads: 12.8-14.8 s
-    per distill epoch with the teacher in the loop, against 3.7 s without augmentation).
-    """
-    teacher = load_teacher(teacher_dir, dev.device)
-    mirrored = np.ascontiguousarray(np.asarray(x_train)[:, :, ::-1, :])  # uint8 NHWC: flip the width axis
-    y_flip = predict(teacher, torch.from_numpy(mirrored), dev)
-    log.info("teacher predictions on %d mirrored training images computed once for flip augmentation",
-             len(mirrored))
-    return {"y_t_flip": torch.from_numpy(y_flip)}
-
-
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
     dev = ctx.device
     d = cfg.distill
@@ -118,7 +80,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     teacher_dir = ctx.upstream["teacher"].path
     preds = load_predictions(teacher_dir)
     y_t_train, y_t_val = preds["train"], preds["val"]
-    e_out = dataset_threshold(cfg, data.y("train") - y_t_train)
+    e_out = dataset_threshold(d.tor, data.y("train") - y_t_train)
     flagger = flag_report(data, y_t_train, e_out, ctx.dir / FLAGGED_FILE, d.tor.reject)
     threshold = tuple(float(v) for v in e_out)
     params = LossParams.from_config(d, threshold)
@@ -180,6 +142,9 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
                "teacher_test_mae": read_metrics(ctx.upstream["teacher"]).test_mae,
                "flagger": flagger}
     if ctx.is_writer:
+        # the exact threshold the loss used, for QAT to fine-tune with the same objective (null: infinite)
+        atomic_write_json(ctx.dir / THRESHOLD_FILE, {"output_names": names, "threshold": [
+            v if np.isfinite(v) else None for v in threshold]})
         atomic_torch_save(ctx.dir / MODEL_FILE, {
             "arch": d.arch, "width_mult": d.width_mult, "stats": data.stats, "head": head,
             "state_dict": {k: v.cpu() for k, v in student.state_dict().items()}})
@@ -187,7 +152,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
              d.method, metrics["test_mae"], head, metrics["teacher_test_mae"], flagger["precision"],
              flagger["recall"])
     return StageOutput(as_metrics(from_dict(DistillMetrics, metrics)), {"model": MODEL_FILE, "flagged_outliers": FLAGGED_FILE,
-                                 "metrics": "metrics.jsonl"})
+                                 "threshold": THRESHOLD_FILE, "metrics": "metrics.jsonl"})
 
 
 STAGE = Stage("distill", ("data", "teacher"), config_slice, run)

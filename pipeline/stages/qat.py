@@ -22,14 +22,14 @@ import torch
 
 from pipeline import quant
 from pipeline.config import Config
-from pipeline.contract import QatMetrics, as_metrics, load_predictions, load_student
+from pipeline.contract import QatMetrics, as_metrics, load_predictions, load_student, load_threshold
 from pipeline.data.dataset import load_dataset
 from pipeline.evaluate import errors, mae
 from pipeline.losses import METHODS, LossParams
+from pipeline.objective import distill_step, flipped_teacher_extras
 from pipeline.runs import StageContext, atomic_save, atomic_write_json
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput, StageSkipped
-from pipeline.stages.distill import dataset_threshold, distill_step, flipped_teacher_extras
 from pipeline.train import TrainData, fit, predict, to_model_input
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     quant.calibrate(qat_model, calib)
     y_t = load_predictions(ctx.upstream["teacher"].path)["train"]
     method = METHODS[cfg.distill.method]
-    params = LossParams.from_config(cfg.distill, tuple(float(v) for v in dataset_threshold(cfg, data.y("train") - y_t)))
+    params = LossParams.from_config(cfg.distill, load_threshold(ctx.upstream["distill"]))
     mirror = data.stats["mirror_signs"]
     extras = {"y_t": torch.from_numpy(y_t)}
     if q.train.augment and mirror is not None and method.uses_teacher:
