@@ -141,7 +141,7 @@ KILL_RUN = [
     "qat.train.epochs=2", "qat.train.batch_size=32", "qat.calibration_batches=1",
     "qat.freeze_bn_epoch=0", "qat.freeze_observers_epoch=1", "export.formats=[onnx_fp32]",
     "benchmark.backends=[torch]", "benchmark.threads=[1]", "benchmark.repeats=1", "benchmark.warmup=0",
-    "benchmark.min_runs=1", "benchmark.min_time_s=0", "benchmark.teacher_formats=[onnx_fp32]",
+    "benchmark.min_runs=1", "benchmark.min_time_s=0", "export.teacher_formats=[onnx_fp32]",
     "benchmark.profile=false",
 ]
 # Log lines after which the run is killed, one kill per launch, in the order they appear.

@@ -84,19 +84,16 @@ def failures_section(run: Run, bench: dict | None) -> Section | None:
     """Artifacts that failed export or parity and so are neither benchmarked nor shipped; None when none.
     First on the page: the figures below it were measured without them."""
     exp = run.metrics("export") if run.stage("export") else None
-    student = [f"student/{line}" for line in (exp.failures if exp else [])]
-    teacher = [f"{f['artifact']}: {f['reason']}" for f in (bench or {}).get("failures") or []
-               if f.get("stage") != "export"]  # the student's are the export stage's, listed above
-    if not student and not teacher:
+    lines = [line if line.startswith("teacher/") else f"student/{line}" for line in (exp.failures if exp else [])]
+    if not lines:
         return None
-    where = [f"{run.stage('export') / 'export_report.json'}"] if student else []
-    where += [f"{run.stage('benchmark') / 'teacher' / 'export_report.json'}"] if teacher else []
-    force = " ".join(f"--force {n}" for n, lines in (("export", student), ("benchmark", teacher)) if lines)
+    where = [str(run.stage("export") / "export_report.json")]
+    if any(line.startswith("teacher/") for line in lines):
+        where.append(str(run.stage("export") / "teacher" / "export_report.json"))
     s = Section("failures", "Failed artifacts")
-    s.blocks.append(Alert(f"{len(student) + len(teacher)} artifact(s) failed: not benchmarked, not shipped",
-                          student + teacher,
+    s.blocks.append(Alert(f"{len(lines)} artifact(s) failed: not benchmarked, not shipped", lines,
                           f"Figures and reasons: {', '.join(where)}. Once the cause is fixed, retry with "
-                          f"`python -m pipeline run <config> {force}`; until then the run exits 1."))
+                          "`python -m pipeline run <config> --force export`; until then the run exits 1."))
     return s
 
 

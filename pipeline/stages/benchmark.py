@@ -1,15 +1,12 @@
 """Benchmark stage: latency and own clean-test error of every artifact, on the host and on a phone.
 
-Measures the student's exported artifacts (found through the export stage's manifest), the torch
-models they came from (float student, converted int8 student, teacher), and the teacher exported
-here to ``benchmark.teacher_formats`` (so every student-vs-teacher ratio is measured in one run), on
-each backend in ``benchmark.backends`` at each thread count in ``benchmark.threads``. Android rows
-run ``benchmark_model`` over adb when ``benchmark.android.benchmark_model`` names a binary.
-Writes ``benchmark.json``, ``benchmark.csv`` and ``teacher/`` (its artifacts and export report).
+Measures the student's and the teacher's exported artifacts (found through the export stage's
+manifest) and the torch models they came from (float student, converted int8 student, teacher), on
+each backend in ``benchmark.backends`` at each thread count in ``benchmark.threads``, so every
+student-vs-teacher ratio is measured in one run. Android rows run ``benchmark_model`` over adb when
+``benchmark.android.benchmark_model`` names a binary. Writes ``benchmark.json`` and ``benchmark.csv``.
 
-Artifacts that failed export are not timed, and ``benchmark.json`` lists them (``failures``) first:
-the student's from the export stage, the teacher's from this stage's own export (a failed teacher
-format is logged and skipped, never the end of the benchmark; it is in ``BenchmarkMetrics.failures``).
+Artifacts that failed export are not timed, and ``benchmark.json`` lists them (``failures``) first.
 """
 
 from __future__ import annotations
@@ -25,12 +22,10 @@ from benchmarks.backends import FAMILY_BACKEND
 from benchmarks.harness import Target, format_table, run_benchmark, write_results
 from benchmarks.models import load_torch_model
 from benchmarks.timing import TimingPlan
-from exporters.export import export_all, failure_line
-from exporters.formats import FORMATS, ExportOptions
-from exporters.metadata import META_FILE, base_meta
-from pipeline import __version__
+from exporters.formats import FORMATS
+from exporters.metadata import META_FILE
 from pipeline.config import Config
-from pipeline.contract import BenchmarkMetrics, as_metrics, read_metrics
+from pipeline.contract import BenchmarkMetrics, as_metrics, exported_artifacts, read_metrics
 from pipeline.data.dataset import load_dataset
 from pipeline.device import DeviceInfo
 from pipeline.models.complexity import count_macs, count_params
@@ -41,30 +36,9 @@ from pipeline.train import to_model_input
 
 log = logging.getLogger(__name__)
 
-TEACHER_DIR = "teacher"
-PARITY_SAMPLES = 32
-
 
 def config_slice(cfg: Config) -> dict:
     return {"benchmark": to_dict(cfg.benchmark)}
-
-
-def _export_teacher(cfg: Config, teacher: torch.nn.Module, x: np.ndarray, names: list[str], units: str,
-                    out: Path) -> tuple[dict[str, Path], list[dict]]:
-    """Export the teacher (float formats only) with the same exporters and parity checks as the student:
-    (verified or exported artifacts by format, the failed ones as ``{"artifact", "stage", "reason"}``)."""
-    idx = np.linspace(0, len(x) - 1, min(PARITY_SAMPLES, len(x))).astype(int)
-    meta = base_meta(name=f"{cfg.experiment}-teacher", version=__version__,
-                     description=f"{cfg.teacher.arch} teacher ({units}) for {', '.join(names)}",
-                     author="tor-distill-pipeline", license="Apache-2.0", config_hash=out.parent.name.rsplit("-", 1)[-1],
-                     output_names=names, units=units)
-    report = export_all(teacher, None, torch.from_numpy(np.ascontiguousarray(x[idx])), out,
-                        list(cfg.benchmark.teacher_formats), meta, ExportOptions(), strict=False)
-    recs = report["artifacts"].values()
-    failed = [_failure("teacher", failure_line(r), "benchmark (teacher export)") for r in recs if r["status"] == "failed"]
-    for f in failed:
-        log.error("%s not benchmarked: %s (details in %s)", f["artifact"], f["reason"], out / "export_report.json")
-    return {r["format"]: out / r["path"] for r in recs if r.get("path") and r["status"] != "failed"}, failed
 
 
 def _failure(model: str, line: str, stage: str) -> dict:
@@ -74,8 +48,13 @@ def _failure(model: str, line: str, stage: str) -> dict:
 
 
 def _export_failures(ctx: StageContext) -> list[dict]:
-    """The student formats the export stage failed to verify (left out of its artifact map)."""
-    return [_failure("student", line, "export") for line in read_metrics(ctx.upstream["export"].path).failures]
+    """The formats the export stage failed to verify (left out of its artifact map): the student's are
+    named by format, the teacher's as ``teacher/<format>``."""
+    failures = []
+    for line in read_metrics(ctx.upstream["export"].path).failures:
+        model, _, rest = line.partition("/") if line.startswith("teacher/") else ("student", "", line)
+        failures.append(_failure(model, rest, "export"))
+    return failures
 
 
 def _artifact_target(model: str, name: str, path: Path, params: int, macs: int) -> Target:
@@ -84,8 +63,7 @@ def _artifact_target(model: str, name: str, path: Path, params: int, macs: int) 
                   path.parent / META_FILE, params, macs)
 
 
-def _targets(cfg: Config, ctx: StageContext, x: np.ndarray, names: list[str], units: str
-             ) -> tuple[list[Target], dict[str, torch.nn.Module], list[dict]]:
+def _targets(cfg: Config, ctx: StageContext, x: np.ndarray) -> tuple[list[Target], dict[str, torch.nn.Module]]:
     up = ctx.upstream
     shape = [1, *x.shape[1:]]
     example = torch.from_numpy(np.ascontiguousarray(x[:1]))
@@ -103,15 +81,12 @@ def _targets(cfg: Config, ctx: StageContext, x: np.ndarray, names: list[str], un
                               params=s_params, macs=s_macs, shape=shape))
     targets.append(Target("teacher/torch_teacher", "teacher", "torch_teacher", "fp32", "torch",
                           up["teacher"].path, params=t_params, macs=t_macs, shape=shape))
-    exported = (up["export"].manifest() or {}).get("artifacts", {})
-    for name, rel in exported.items():
-        if name in FORMATS:
-            targets.append(_artifact_target("student", name, up["export"].path / rel, s_params, s_macs))
-    teacher_artifacts, failed = _export_teacher(cfg, teacher, x, names, units, ctx.dir / TEACHER_DIR)
-    for name, path in teacher_artifacts.items():
+    for name, path in exported_artifacts(up["export"].path, "student").items():
+        targets.append(_artifact_target("student", name, path, s_params, s_macs))
+    for name, path in exported_artifacts(up["export"].path, "teacher").items():
         targets.append(_artifact_target("teacher", name, path, t_params, t_macs))
     wanted = set(cfg.benchmark.backends)
-    return [t for t in targets if t.backend in wanted], torch_models, failed
+    return [t for t in targets if t.backend in wanted], torch_models
 
 
 def _own_errors(targets: list[Target], torch_models: dict, x: np.ndarray, y: np.ndarray, names: list[str]
@@ -165,17 +140,16 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     cpu = DeviceInfo(torch.device("cpu"), torch.get_num_threads())
     x = np.ascontiguousarray(to_model_input(torch.from_numpy(np.asarray(data.x("test"))), cpu).numpy())
     y, names = data.y("test"), data.output_names
-    targets, torch_models, teacher_failed = _targets(cfg, ctx, x, names, data.stats["units"])
+    targets, torch_models = _targets(cfg, ctx, x)
     errors = _own_errors(targets, torch_models, x, y, names)
     plan = TimingPlan(warmup=b.warmup, min_runs=b.min_runs, min_time_s=b.min_time_s, repeats=b.repeats)
     result = run_benchmark(targets, list(b.threads), plan, errors, b.profile, _android_rows(cfg, targets, ctx),
-                           failures=_export_failures(ctx) + teacher_failed)
+                           failures=_export_failures(ctx))
     write_results(result, ctx.dir)
     log.info("benchmark results:\n%s", format_table(result))
     artifacts = {"benchmark_json": "benchmark.json", "benchmark_csv": "benchmark.csv"}
-    # only this stage's own failures: the student's are the export stage's, counted there
-    metrics = BenchmarkMetrics(result["headline"], result["host"],
-                               [f"{f['artifact']}: {f['reason']}" for f in teacher_failed])
+    # no failures of its own: the artifacts it could not time are the export stage's, counted there
+    metrics = BenchmarkMetrics(result["headline"], result["host"], [])
     return StageOutput(as_metrics(metrics), artifacts)
 
 

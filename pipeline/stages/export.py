@@ -2,13 +2,15 @@
 against the PyTorch model it came from on clean test images, and record it in ``export_report.json``.
 
 Float formats come from the distilled single-output student, int8 formats from the QAT stage's
-converted model (skipped, with the reason, when the qat stage is switched off).
+converted model (skipped, with the reason, when the qat stage is switched off). The teacher is exported
+too, to ``export.teacher_formats`` under ``teacher/`` with the same exporters and checks, so that the
+benchmark measures student-vs-teacher ratios on artifacts it did not have to make itself.
 
 A format that fails (conversion, metadata or parity) does not fail the stage: after a long run the
 verified artifacts still go to the benchmark and the report. The failed one stays in
 ``export_report.json`` with its figures, is left out of the manifest's artifact map (so nothing
-downstream times or ships an unverified artifact), and is listed in ``ExportMetrics.failures``, which
-the orchestrator turns into exit code 1.
+downstream times or ships an unverified artifact), and is listed in ``ExportMetrics.failures`` (a teacher
+format as ``teacher/<format>: ...``), which the orchestrator turns into exit code 1.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import logging
 import numpy as np
 import torch
 
-from exporters.export import export_all
+from exporters.export import export_all, failure_line
 from exporters.formats import ExportOptions
 from exporters.metadata import base_meta
 from pipeline import __version__
 from pipeline.config import Config
-from pipeline.contract import ExportMetrics, as_metrics, from_dict, load_int8, load_student
+from pipeline.contract import ExportMetrics, as_metrics, from_dict, load_int8, load_student, load_teacher
 from pipeline.data.dataset import load_dataset
 from pipeline.data.sources import SOURCES
 from pipeline.runs import StageContext
@@ -38,6 +40,22 @@ def config_slice(cfg: Config) -> dict:
     return {"export": to_dict(cfg.export)}
 
 
+TEACHER_DIR = "teacher"
+
+
+def _records(report: dict, out_dir, prefix: str = "") -> tuple[dict, dict]:
+    """(metrics per artifact, manifest paths of the artifacts that did not fail), keys ``prefix + format``."""
+    metrics, paths = {}, {}
+    for name, rec in report["artifacts"].items():
+        parity = rec.get("parity") or {}
+        metrics[prefix + name] = {"status": rec["status"], "size_bytes": rec.get("size_bytes"),
+                                  "max_abs_diff": parity.get("max_abs"), "mean_abs_diff": parity.get("mean_abs"),
+                                  "tolerance": parity.get("tolerance"), "reason": rec.get("reason")}
+        if rec.get("path") and rec["status"] != "failed":
+            paths[prefix + name] = str(rec["path"]).split(str(out_dir) + "/", 1)[-1]
+    return metrics, paths
+
+
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
     dev = ctx.device
     data = load_dataset(ctx.upstream["data"].path)
@@ -49,32 +67,36 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     idx = np.linspace(0, len(test_x) - 1, min(cfg.export.parity_samples, len(test_x))).astype(int)
     inputs = to_model_input(torch.from_numpy(test_x[idx]), dev).cpu().contiguous()
     source = SOURCES[cfg.data.source]
-    meta = base_meta(name=f"{cfg.experiment}-student", version=__version__,
-                     description=f"{cfg.distill.arch} student ({cfg.distill.method}, "
-                                 f"{data.stats['units']}) for {', '.join(data.output_names)}",
-                     author="tor-distill-pipeline", license="Apache-2.0",
-                     config_hash=ctx.dir.name.rsplit("-", 1)[-1],
-                     output_names=data.output_names, units=data.stats["units"])
+    names, units = data.output_names, data.stats["units"]
+    common = dict(version=__version__, author="tor-distill-pipeline", license="Apache-2.0",
+                  config_hash=ctx.dir.name.rsplit("-", 1)[-1], output_names=names, units=units)
+    meta = base_meta(name=f"{cfg.experiment}-student", description=f"{cfg.distill.arch} student "
+                     f"({cfg.distill.method}, {units}) for {', '.join(names)}", **common)
     low, high = source.label_range(cfg.data)
     options = ExportOptions(int8_io=cfg.export.int8_io, output_range=(float(np.min(low)), float(np.max(high))))
     report = export_all(float_model, int8_model, inputs, ctx.dir, list(cfg.export.formats), meta, options,
                         strict=False)
-    artifacts = {}
-    metrics: dict = {"artifacts": {}}
-    for name, rec in report["artifacts"].items():
-        parity = rec.get("parity") or {}
-        metrics["artifacts"][name] = {"status": rec["status"], "size_bytes": rec.get("size_bytes"),
-                                      "max_abs_diff": parity.get("max_abs"), "mean_abs_diff": parity.get("mean_abs"),
-                                      "tolerance": parity.get("tolerance"), "reason": rec.get("reason")}
-        if rec.get("path") and rec["status"] != "failed":
-            artifacts[name] = str(rec["path"]).split(str(ctx.dir) + "/", 1)[-1]
+    student_metrics, artifacts = _records(report, ctx.dir)
+    failures = list(report["failures"])
+    teacher_metrics: dict = {}
+    if cfg.export.teacher_formats:
+        teacher_dir = ctx.dir / TEACHER_DIR
+        t_meta = base_meta(name=f"{cfg.experiment}-teacher", description=f"{cfg.teacher.arch} teacher ({units}) "
+                           f"for {', '.join(names)}", **common)
+        t_report = export_all(load_teacher(ctx.upstream["teacher"].path), None, inputs, teacher_dir,
+                              list(cfg.export.teacher_formats), t_meta, ExportOptions(), strict=False)
+        teacher_metrics, t_paths = _records(t_report, ctx.dir, f"{TEACHER_DIR}/")
+        artifacts.update(t_paths)
+        artifacts["teacher_report"] = f"{TEACHER_DIR}/export_report.json"
+        failed = [r for r in t_report["artifacts"].values() if r["status"] == "failed"]
+        failures += [f"{TEACHER_DIR}/{failure_line(r)}" for r in failed]
     artifacts["report"] = "export_report.json"
     counts: dict[str, int] = {}
-    for a in metrics["artifacts"].values():
+    for a in student_metrics.values():
         counts[a["status"]] = counts.get(a["status"], 0) + 1
-    metrics["status_counts"] = counts
-    metrics["failures"] = list(report["failures"])
+    metrics = {"artifacts": student_metrics, "teacher_artifacts": teacher_metrics, "status_counts": counts,
+               "failures": failures}
     return StageOutput(as_metrics(from_dict(ExportMetrics, metrics)), artifacts)
 
 
-STAGE = Stage("export", ("data", "distill", "qat"), config_slice, run)
+STAGE = Stage("export", ("data", "teacher", "distill", "qat"), config_slice, run)
