@@ -33,6 +33,7 @@ from pipeline.ablation_tables import Grid, Variant, markdown_table, plot
 from pipeline.config import load_config
 from pipeline.contract import DistillMetrics, TeacherMetrics, read_metrics
 from pipeline.losses import METHODS
+from pipeline.orchestrate import run_pipeline
 from pipeline.runs import atomic_write_json, atomic_write_text
 from pipeline.schema import ConfigError
 
@@ -103,8 +104,6 @@ def point_overrides(noise: float, fraction: float, variant: Variant | None, seed
 def _run_point(config: str, overrides: list[str], out: str, threads: int, only: str) -> dict:
     """One pipeline run in a worker process; returns the typed metrics of its teacher and of ``only``."""
     import torch
-
-    from pipeline.orchestrate import run_pipeline
 
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(threads)

@@ -36,7 +36,7 @@ MethodName = Literal[tuple(METHODS)]
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 # Bump when a change to code makes earlier cached stage outputs invalid: it is part of every hash.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass
@@ -175,6 +175,9 @@ class ExportConfig:
                             "artifacts to write (names from exporters.formats.FORMATS)")
     int8_io: bool = option(False, "tflite_int8: int8 input/output tensors instead of float I/O")
     parity_samples: int = option(32, "clean test images every artifact is checked on", min=1, max=4096)
+    teacher_formats: list[str] = option(["onnx_fp32", "tflite_fp32"],
+                                        "float formats the teacher is also exported to (under teacher/), so the "
+                                        "benchmark measures student/teacher ratios")
 
 
 @dataclass
@@ -195,14 +198,18 @@ class BenchmarkConfig:
     backends: list[str] = option(["torch", "onnxruntime", "litert", "coreml", "android"],
                                  "backends to measure (torch, onnxruntime, litert, coreml, android)")
     threads: list[int] = option([1, 2], "CPU thread counts; every artifact is timed at each")
-    teacher_formats: list[str] = option(["onnx_fp32", "tflite_fp32"],
-                                        "formats the teacher is exported to, so student/teacher ratios are measured")
     repeats: int = option(5, "timing repeats per artifact and thread count (the spread is reported)", min=1, max=100)
     warmup: int = option(50, "untimed calls before each repeat", min=0)
     min_runs: int = option(100, "timed calls per repeat, at least", min=1)
     min_time_s: float = option(0.2, "seconds per repeat, at least", min=0)
     profile: bool = option(True, "per-op profile where the runtime offers one (onnxruntime on the host)")
     android: AndroidBenchConfig = field(default_factory=AndroidBenchConfig)
+
+
+@dataclass
+class ReportConfig:
+    ablation: str = option("", "an ablation folder (<out>/<experiment>_ablation[/NAME]) to include; empty: the "
+                               "one `python -m pipeline ablate` wrote beside the run, if any")
 
 
 @dataclass
@@ -216,6 +223,7 @@ class Config:
     qat: QatConfig = field(default_factory=QatConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 defaults_of(Config)
@@ -287,9 +295,12 @@ def consistency_problems(cfg: Config) -> list[str]:
     for i, name in enumerate(cfg.export.formats):
         if name not in FORMATS:
             out.append(f"export.formats[{i}]: unknown format {name!r}; use any of: " + ", ".join(FORMATS))
-    for i, name in enumerate(cfg.benchmark.teacher_formats):
+    if cfg.report.ablation and not (Path(cfg.report.ablation) / "ablation.json").is_file():
+        out.append(f"report.ablation {cfg.report.ablation}: no ablation.json there; give the folder "
+                   "`python -m pipeline ablate` wrote (<out>/<experiment>_ablation)")
+    for i, name in enumerate(cfg.export.teacher_formats):
         if name not in FORMATS or FORMATS[name].needs_int8_model:
-            out.append(f"benchmark.teacher_formats[{i}]: {name!r} is not a float format; use any of: "
+            out.append(f"export.teacher_formats[{i}]: {name!r} is not a float format; use any of: "
                        + ", ".join(n for n, f in FORMATS.items() if not f.needs_int8_model))
     from benchmarks.backends import BACKENDS
 

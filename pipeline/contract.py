@@ -154,6 +154,7 @@ class ExportMetrics:
     # format is not in the manifest's artifact map. Any stage's metrics may carry ``failures``: the
     # orchestrator copies them into summary.json and the run exits 1 (pipeline.orchestrate).
     failures: list[str] = field(default_factory=list)
+    teacher_artifacts: dict[str, ExportedArtifact] = field(default_factory=dict)  # "teacher/<format>" keys
 
 
 @dataclass
@@ -263,6 +264,16 @@ def artifacts(stage: StageDir | Path) -> dict[str, Path]:
     return {k: _dir(stage) / v for k, v in manifest(stage).get("artifacts", {}).items()}
 
 
+def exported_artifacts(stage: StageDir | Path, model: str = "student") -> dict[str, Path]:
+    """The export stage's verified artifacts of ``model`` ("student" or "teacher") by format name: the
+    student's are listed under their format, the teacher's under ``teacher/<format>``."""
+    from exporters.formats import FORMATS
+
+    prefix = "" if model == "student" else f"{model}/"
+    return {k[len(prefix):]: p for k, p in artifacts(stage).items()
+            if k.startswith(prefix) and k[len(prefix):] in FORMATS}
+
+
 # ---------------------------------------------------------------------------- product loaders
 def load_teacher(stage: StageDir | Path, device: Any = "cpu"):
     """The teacher network from the teacher stage, in eval mode on ``device``."""
@@ -277,6 +288,17 @@ def load_teacher(stage: StageDir | Path, device: Any = "cpu"):
 def load_predictions(stage: StageDir | Path) -> dict[str, Any]:
     """The teacher's cached predictions per split ("train", "val", "test")."""
     return read_npz(artifact_path(stage, "predictions"), "teacher")
+
+
+def load_data_stats(stage: StageDir | Path) -> dict[str, Any]:
+    """The data stage's ``stats.json``: output names, units, normalisation, mirror signs."""
+    return read_json(artifact_path(stage, "stats"))
+
+
+def load_threshold(stage: StageDir | Path) -> tuple[float, ...]:
+    """The distill stage's per-output outlier threshold e_out, exactly as its loss used it."""
+    values = read_json(artifact_path(stage, "threshold")).get("threshold", [])
+    return tuple(float("inf") if v is None else float(v) for v in values)
 
 
 def load_student(stage: StageDir | Path, device: Any = "cpu"):

@@ -68,11 +68,16 @@ class PlannedStage:
 @dataclass
 class RunResult:
     summary: dict
-    path: Path
+    path: Path  # the run's summary.json
     failed: list[str] = field(default_factory=list)
     user_errors: list[str] = field(default_factory=list)  # failed stages whose cause the user can fix
     failures: dict[str, list[str]] = field(default_factory=dict)  # stage -> failures inside a completed stage
     writer: bool = True  # False on torchrun ranks other than 0, which print and write nothing
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder, ``<out>/<experiment>``."""
+        return self.path.parent
 
 
 def plan(cfg: Config, out: Path) -> list[PlannedStage]:

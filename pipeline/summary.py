@@ -8,8 +8,10 @@ reported.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from pipeline.contract import load_export_report
+from pipeline.runs import ArtifactError
 
 
 def _ratio(value: float | None) -> str:
@@ -29,8 +31,10 @@ def _stage_headline(name: str, metrics: dict) -> str:
 
 def _artifact_rows(stage: dict) -> list[tuple[str, str, str]]:
     """(format, status, detail) per exported artifact; CoreML says whether Core ML itself verified it."""
-    report = Path(stage["dir"]) / "export_report.json"
-    records = json.loads(report.read_text())["artifacts"] if report.is_file() else {}
+    try:
+        records = load_export_report(Path(stage["dir"]))["artifacts"]
+    except ArtifactError:  # an export stage that did not finish writes no report
+        records = {}
     rows = []
     for fmt, a in stage.get("metrics", {}).get("artifacts", {}).items():
         status, how = a["status"], (records.get(fmt) or {}).get("verified_by") or ""

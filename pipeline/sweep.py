@@ -14,12 +14,13 @@ benchmark stages. It then writes ``<out>/<experiment>_sweep/``:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from pipeline.config import load_config
-from pipeline.contract import load_benchmark
+from pipeline.contract import load_benchmark, load_data_stats
+from pipeline.orchestrate import run_pipeline
+from pipeline.report.figures import latency_vs_error
 from pipeline.runs import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,6 @@ def format_md(rows: list[dict], choice: dict) -> str:
 
 def run_sweep(config: str, overrides: list[str], students: list[str], out: Path, threads: int = 1) -> dict:
     """Run the pipeline once per student and collect one table; returns the sweep's JSON."""
-    from pipeline.orchestrate import run_pipeline
-    from pipeline.report.figures import latency_vs_error
-
     rows: list[dict] = []
     teacher_mae = None
     cfg = None
@@ -104,9 +102,7 @@ def run_sweep(config: str, overrides: list[str], students: list[str], out: Path,
             raise RuntimeError(f"sweep: the benchmark stage of student {student} did not complete "
                                f"({stage.get('status')}: {stage.get('reason', '')}); see {result.path}")
         student_rows = _rows_of(load_benchmark(Path(stage["dir"])), student, threads)
-        stats = Path(result.summary["stages"]["data"]["dir"]) / "stats.json"
-        if stats.is_file():
-            units = json.loads(stats.read_text()).get("units", units)
+        units = load_data_stats(Path(result.summary["stages"]["data"]["dir"])).get("units", units)
         if teacher_mae is None:
             teacher = [r for r in student_rows if r["artifact"] == "teacher/torch_teacher"]
             teacher_mae = teacher[0]["test_mae"] if teacher else None
