@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.__main__ import main
+from pipeline.cli import main
 from pipeline.config import SCHEMA_VERSION, load_config
 from pipeline.data.read_csv import read_csv_source
 from pipeline.orchestrate import run_pipeline

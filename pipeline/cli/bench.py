@@ -1,0 +1,49 @@
+"""``bench RUN_DIR [--backends ..] [--threads 1,2] [--repeats N] [--device adb:SERIAL --benchmark-model PATH]``:
+benchmark a finished run's artifacts on the host and on an Android phone, and print the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.harness import format_table
+from pipeline import api
+from pipeline.cli.common import add_run_dir, finish
+from pipeline.contract import load_benchmark
+from pipeline.schema import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark a finished run's artifacts: python -m pipeline bench runs/NAME")
+    add_run_dir(p)
+    p.add_argument("--backends", help="comma-separated: torch,onnxruntime,litert,coreml,android (default: all)")
+    p.add_argument("--threads", help="comma-separated CPU thread counts, e.g. 1,2 (default: the run's)")
+    p.add_argument("--repeats", type=int, help="timing repeats per artifact and thread count")
+    p.add_argument("--device", metavar="adb:SERIAL", help="also run on an Android device over adb ('adb' alone: "
+                   "the only attached device)")
+    p.add_argument("--benchmark-model", metavar="PATH", help="the benchmark_model binary to push to the device")
+    p.set_defaults(handler=handle)
+
+
+def _threads(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError([f"--threads {text}: give comma-separated whole numbers, e.g. 1,2"]) from None
+
+
+def handle(args) -> int:
+    serial = None
+    if args.device:
+        kind, _, serial = args.device.partition(":")
+        if kind != "adb":
+            raise ConfigError([f"--device {args.device}: unknown device kind; use adb or adb:SERIAL"])
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    result = api.bench(args.run_dir, backends=backends, threads=_threads(args.threads), repeats=args.repeats,
+                       android_serial=serial, benchmark_model=args.benchmark_model)
+    code = finish(result)
+    stage = result.summary["stages"].get("benchmark", {})
+    if stage.get("status") == "ran":
+        print("\n" + format_table(load_benchmark(Path(stage["dir"]))))
+    return code
