@@ -23,12 +23,15 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pipeline.ablate import make_grid, run_ablation
 from pipeline.config import PRESETS_DIR, SCHEMA_VERSION, Config, resolve_config_path
 from pipeline.config import load_config as _load_config
 from pipeline.contract import Run
+from pipeline.models import MODELS
 from pipeline.orchestrate import RunResult, plan, run_pipeline
 from pipeline.schema import ConfigError
 from pipeline.stages import STAGES
+from pipeline.sweep import run_sweep
 
 __all__ = ["STAGE_NAMES", "RunResult", "ablate", "bench", "export", "init_config", "load_config", "open_run",
            "presets", "report", "run", "sweep"]
@@ -105,9 +108,6 @@ def sweep(config: PathLike, students: Sequence[str], overrides: Sequence[str] = 
           out: PathLike = "runs") -> dict:
     """One run per student architecture of one config; the latency-vs-error table, plot and pick
     (written to ``<out>/<experiment>_sweep/``). Returns the sweep's JSON."""
-    from pipeline.models import MODELS
-    from pipeline.sweep import run_sweep
-
     bad = [s for s in students if s not in MODELS or MODELS[s].role != "student"]
     if bad:
         raise ConfigError([f"--students {b}: not a student architecture; use any of: "
@@ -121,8 +121,6 @@ def ablate(config: PathLike, overrides: Sequence[str] = (), *, out: PathLike = "
            seeds: int | None = None, vary: str | None = None, jobs: int = 2, name: str | None = None) -> dict:
     """Methods x outlier fractions x noise levels x seeds (comma-separated strings, as on the command line);
     tables in ``<out>/<experiment>_ablation[/name]/``. Returns the ablation's JSON."""
-    from pipeline.ablate import make_grid, run_ablation
-
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise ConfigError([f"--name {name}: use a plain folder name (letters, digits, _ . -)"])
     g = make_grid(str(config), list(overrides), grid, methods, fractions, noise, seeds, vary)
@@ -182,7 +180,8 @@ def _rerun(run_dir: Path, stage: str, overrides: list[str], needs_complete: tupl
 
 
 def _old_schema(run_dir: Path) -> str | None:
-    """The schema version of a run folder's manifests when it differs from this pipeline's."""
+    """The schema version of a run folder's manifests when it differs from this pipeline's. Raw JSON on
+    purpose: the contract's loaders refuse incomplete or foreign manifests, which is what is probed here."""
     for manifest in sorted(run_dir.glob("*/manifest.json")):
         try:
             version = json.loads(manifest.read_text()).get("schema_version")

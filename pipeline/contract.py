@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
+from exporters.formats import FORMATS
+from pipeline.models import build_model
+from pipeline.models.student import SingleOutput
 from pipeline.runs import (
     MANIFEST,
     ArtifactError,
@@ -267,8 +270,6 @@ def artifacts(stage: StageDir | Path) -> dict[str, Path]:
 def exported_artifacts(stage: StageDir | Path, model: str = "student") -> dict[str, Path]:
     """The export stage's verified artifacts of ``model`` ("student" or "teacher") by format name: the
     student's are listed under their format, the teacher's under ``teacher/<format>``."""
-    from exporters.formats import FORMATS
-
     prefix = "" if model == "student" else f"{model}/"
     return {k[len(prefix):]: p for k, p in artifacts(stage).items()
             if k.startswith(prefix) and k[len(prefix):] in FORMATS}
@@ -277,8 +278,6 @@ def exported_artifacts(stage: StageDir | Path, model: str = "student") -> dict[s
 # ---------------------------------------------------------------------------- product loaders
 def load_teacher(stage: StageDir | Path, device: Any = "cpu"):
     """The teacher network from the teacher stage, in eval mode on ``device``."""
-    from pipeline.models import build_model
-
     ckpt = load_checkpoint(artifact_path(stage, "model"), "teacher", device)
     model = build_model(ckpt["arch"], ckpt["stats"], ckpt.get("width_mult", 1.0))
     load_weights(model, ckpt["state_dict"], artifact_path(stage, "model"), "teacher")
@@ -303,9 +302,6 @@ def load_threshold(stage: StageDir | Path) -> tuple[float, ...]:
 
 def load_student(stage: StageDir | Path, device: Any = "cpu"):
     """The distilled student as the single-output module (its chosen head) QAT and export consume."""
-    from pipeline.models import build_model
-    from pipeline.models.student import SingleOutput
-
     ckpt = load_checkpoint(artifact_path(stage, "model"), "distill", device)
     student = build_model(ckpt["arch"], ckpt["stats"], ckpt["width_mult"])
     load_weights(student, ckpt["state_dict"], artifact_path(stage, "model"), "distill")

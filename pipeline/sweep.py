@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline.config import load_config
 from pipeline.contract import load_benchmark, load_data_stats
 from pipeline.orchestrate import run_pipeline
-from pipeline.report.figures import latency_vs_error
+from pipeline.report.figures import latency_vs_error, pareto_front
 from pipeline.runs import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,6 @@ def _rows_of(bench: dict, student: str, threads: int) -> list[dict]:
 
 def pareto(rows: list[dict]) -> None:
     """Mark ``on_front`` on the rows no other row beats on both latency and error."""
-    from pipeline.report.figures import pareto_front
-
     front = set(pareto_front([(r["p50_ms"], r["test_mae"]) for r in rows]))
     for i, r in enumerate(rows):
         r["on_front"] = i in front
