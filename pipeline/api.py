@@ -23,18 +23,30 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.ablate import make_grid, run_ablation
-from pipeline.config import PRESETS_DIR, SCHEMA_VERSION, Config, resolve_config_path
+from pipeline.config import (
+    PRESETS_DIR,
+    Config,
+    DataConfig,
+    data_problems,
+    resolve_config_path,
+    root_problems,
+)
 from pipeline.config import load_config as _load_config
 from pipeline.contract import Run
+from pipeline.data.reading import SourceError
+from pipeline.data.sources import SOURCES
 from pipeline.models import MODELS
 from pipeline.orchestrate import RunResult, plan, run_pipeline
-from pipeline.schema import ConfigError
+from pipeline.runs import SCHEMA_VERSION
+from pipeline.schema import ConfigError, apply_overrides, build
 from pipeline.stages import STAGES
 from pipeline.sweep import run_sweep
 
-__all__ = ["STAGE_NAMES", "RunResult", "ablate", "bench", "export", "init_config", "load_config", "open_run",
-           "presets", "report", "run", "sweep"]
+__all__ = ["STAGE_NAMES", "RunResult", "ablate", "bench", "check_dataset", "export", "init_config", "load_config",
+           "open_run", "presets", "report", "run", "sweep"]
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 
@@ -125,6 +137,40 @@ def ablate(config: PathLike, overrides: Sequence[str] = (), *, out: PathLike = "
         raise ConfigError([f"--name {name}: use a plain folder name (letters, digits, _ . -)"])
     g = make_grid(str(config), list(overrides), grid, methods, fractions, noise, seeds, vary)
     return run_ablation(str(config), list(overrides), Path(out), g, jobs, name)
+
+
+def check_dataset(fmt: str, root: PathLike, overrides: Sequence[str] = ()) -> dict:
+    """Read a dataset on disk as the pipeline would and say what it holds, before a long run: a dict of
+    ``count``, ``skipped``, ``label_names``, ``units``, ``stats``, ``first``.
+
+    Every sample is read in order into one split (validation and test carving off, no test sets),
+    so ``first`` is the first samples read; MPIIGaze keeps its test person apart and counts it.
+    """
+    if fmt not in SOURCES:
+        raise ConfigError([f"--format {fmt}: unknown format; use one of: {', '.join(SOURCES)}"])
+    section = SOURCES[fmt].section
+    raw: dict = {"data": {"source": fmt, section: {"root": str(root)}}}
+    for key, value in (("test", []), ("val_fraction", 0.0), ("test_fraction", 0.0)):
+        if hasattr(getattr(DataConfig(), section), key):
+            raw["data"][section][key] = value
+    raw = apply_overrides(raw, list(overrides or []))
+    problems: list[str] = []
+    data_cfg = build(Config, raw, "", problems).data
+    problems += (data_problems(data_cfg) or root_problems(data_cfg)) if not problems else []
+    if problems:
+        raise ConfigError(problems)
+    try:
+        src = SOURCES[fmt].read(data_cfg)
+    except SourceError as exc:
+        raise ConfigError([str(exc)]) from exc
+    order = ("train", "test", "val")
+    ys = [src.splits[s].y for s in order if len(src.splits[s].y)]
+    y = np.concatenate(ys) if ys else np.zeros((0, len(src.output_names)), np.float32)
+    stats = {name: {"min": float(y[:, i].min()), "max": float(y[:, i].max()), "mean": float(y[:, i].mean())}
+             for i, name in enumerate(src.output_names)} if len(y) else {}
+    return {"count": int(len(y)), "skipped": {k: int(v) for k, v in sorted(src.skipped.items())},
+            "label_names": list(src.output_names), "units": src.units, "stats": stats,
+            "first": [[round(float(v), 4) for v in row] for row in y[:5]]}
 
 
 def open_run(run_dir: PathLike) -> Run:

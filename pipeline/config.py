@@ -35,8 +35,6 @@ MethodName = Literal[tuple(METHODS)]
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
-# Bump when a change to code makes earlier cached stage outputs invalid: it is part of every hash.
-SCHEMA_VERSION = 5
 
 
 @dataclass

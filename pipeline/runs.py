@@ -28,11 +28,11 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import SCHEMA_VERSION
-
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+# Bump when a change to code makes earlier cached stage outputs invalid: it is part of every hash.
+SCHEMA_VERSION = 5
 
 _WRITER = True
 
