@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import api
 from pipeline.cli import main
-from pipeline.contract import load_benchmark
+from pipeline.contract import exported_artifacts, load_benchmark
 from pipeline.schema import ConfigError
 from tests.conftest import TINY_SINUSOID
 
@@ -24,6 +24,10 @@ def test_run_export_bench_report_from_python(tmp_path):
     assert run.metrics("distill").test_mae > 0 and run.metrics("qat").test_mae > 0
     assert set(run.metrics("export").artifacts) == {"onnx_fp32"}
     assert set(run.metrics("export").teacher_artifacts) == {"teacher/onnx_fp32"}
+    exported = exported_artifacts(run.stage("export"), "teacher")  # the teacher's own file, not the student's
+    assert exported["onnx_fp32"].parent.parent.name == "teacher" and exported["onnx_fp32"].is_file()
+    sizes = run.metrics("export")
+    assert sizes.teacher_artifacts["teacher/onnx_fp32"].size_bytes > sizes.artifacts["onnx_fp32"].size_bytes
     assert (run.stage("report") / "report.html").is_file()
 
     again = api.run("sinusoid", TINY, out=tmp_path)  # nothing changed: every stage from the cache
@@ -38,6 +42,8 @@ def test_run_export_bench_report_from_python(tmp_path):
     bench = load_benchmark(api.open_run(result.run_dir).stage("benchmark"))
     assert {r["backend"] for r in bench["rows"]} == {"onnxruntime"}
     assert {"student/onnx_int8", "teacher/onnx_fp32"} <= {r["artifact"] for r in bench["rows"]}
+    size = {r["artifact"]: r["size_bytes"] for r in bench["rows"]}
+    assert size["teacher/onnx_fp32"] > size["student/onnx_fp32"]  # each model's own artifact is timed
 
     reported = api.report(result.run_dir)
     assert reported.summary["stages"]["report"]["status"] in ("ran", "cached")

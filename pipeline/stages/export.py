@@ -16,6 +16,7 @@ format as ``teacher/<format>: ...``), which the orchestrator turns into exit cod
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,8 +44,9 @@ def config_slice(cfg: Config) -> dict:
 TEACHER_DIR = "teacher"
 
 
-def _records(report: dict, out_dir, prefix: str = "") -> tuple[dict, dict]:
-    """(metrics per artifact, manifest paths of the artifacts that did not fail), keys ``prefix + format``."""
+def _records(report: dict, prefix: str = "") -> tuple[dict, dict]:
+    """(metrics per artifact, manifest paths of the artifacts that did not fail), keys ``prefix + format``;
+    ``prefix`` is the folder export_all wrote into, relative to the stage's."""
     metrics, paths = {}, {}
     for name, rec in report["artifacts"].items():
         parity = rec.get("parity") or {}
@@ -52,7 +54,7 @@ def _records(report: dict, out_dir, prefix: str = "") -> tuple[dict, dict]:
                                   "max_abs_diff": parity.get("max_abs"), "mean_abs_diff": parity.get("mean_abs"),
                                   "tolerance": parity.get("tolerance"), "reason": rec.get("reason")}
         if rec.get("path") and rec["status"] != "failed":
-            paths[prefix + name] = str(rec["path"]).split(str(out_dir) + "/", 1)[-1]
+            paths[prefix + name] = prefix + Path(rec["path"]).as_posix()  # export_all records it relative to out_dir
     return metrics, paths
 
 
@@ -76,7 +78,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     options = ExportOptions(int8_io=cfg.export.int8_io, output_range=(float(np.min(low)), float(np.max(high))))
     report = export_all(float_model, int8_model, inputs, ctx.dir, list(cfg.export.formats), meta, options,
                         strict=False)
-    student_metrics, artifacts = _records(report, ctx.dir)
+    student_metrics, artifacts = _records(report)
     failures = list(report["failures"])
     teacher_metrics: dict = {}
     if cfg.export.teacher_formats:
@@ -85,7 +87,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
                            f"for {', '.join(names)}", **common)
         t_report = export_all(load_teacher(ctx.upstream["teacher"].path), None, inputs, teacher_dir,
                               list(cfg.export.teacher_formats), t_meta, ExportOptions(), strict=False)
-        teacher_metrics, t_paths = _records(t_report, ctx.dir, f"{TEACHER_DIR}/")
+        teacher_metrics, t_paths = _records(t_report, f"{TEACHER_DIR}/")
         artifacts.update(t_paths)
         artifacts["teacher_report"] = f"{TEACHER_DIR}/export_report.json"
         failed = [r for r in t_report["artifacts"].values() if r["status"] == "failed"]
