@@ -16,11 +16,11 @@ from pathlib import Path
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the docs are built from the checkout, installed or not
-    sys.path.insert(0, str(ROOT))
 
 CLI_PAGE = "reference/cli.md"
 CONFIG_PAGE = "reference/config.md"
+# Arguments the parser leaves without help text, by dest.
+FALLBACK_HELP = {"overrides": "config overrides, each value read as YAML (distill.method=kd, export.formats=[onnx_fp32])"}
 
 
 def _cell(text: object) -> str:
@@ -35,7 +35,7 @@ def _code(value: object) -> str:
 
 
 def _cli_parser() -> argparse.ArgumentParser:
-    from pipeline.__main__ import _parser as build_parser  # parser entry point
+    from pipeline.cli import build_parser  # parser entry point
 
     return build_parser()
 
@@ -66,7 +66,7 @@ def _arguments(parser: argparse.ArgumentParser) -> list[str]:
         shown = "" if default in (None, False, [], argparse.SUPPRESS) else _code(default)
         if a.required and a.option_strings:
             shown = "required"
-        rows.append(f"| `{_cell(name)}` | {shown} | {_cell(a.help or '')} |")
+        rows.append(f"| `{_cell(name)}` | {shown} | {_cell(a.help or FALLBACK_HELP.get(a.dest, ''))} |")
     return rows
 
 
@@ -143,6 +143,10 @@ def config_markdown() -> str:
 
 def on_files(files, config):
     """Add the generated pages to the site (mkdocs >= 1.6: ``File.generated``)."""
+    # The pages describe this checkout's code, even where another checkout is installed. Done here, not
+    # at import: mkdocs restores sys.path after loading a hook module.
+    if sys.path[0] != str(ROOT):
+        sys.path.insert(0, str(ROOT))
     for uri, make in ((CLI_PAGE, cli_markdown), (CONFIG_PAGE, config_markdown)):
         files.append(File.generated(config, uri, content=make()))
     return files
