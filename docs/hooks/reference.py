@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI_PAGE = "reference/cli.md"
 CONFIG_PAGE = "reference/config.md"
 # Arguments the parser leaves without help text, by dest.
-FALLBACK_HELP = {"overrides": "config overrides, each value read as YAML (distill.method=kd, export.formats=[onnx_fp32])"}
+FALLBACK_HELP = {"overrides": "config overrides, each value read as YAML (distill.method=kd, export.formats=[onnx_fp32])",
+                 "action": "check: read the dataset as a run would and report counts, skips and label statistics"}
 
 
 def _cell(text: object) -> str:
