@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.api import check_dataset
+from pipeline.cli.dataset import format_report
 from pipeline.config import Config
-from pipeline.data.check import check, format_report
 from pipeline.schema import describe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_cli_reference_lists_every_command_and_option():
 def test_worked_example_dataset_check_matches_the_docs(monkeypatch):
     """The shipped CSV example reads as docs/own-data.md shows, to the digit."""
     monkeypatch.chdir(ROOT)
-    report = check("csv", EXAMPLE, ["data.csv.units=degrees"])
+    report = check_dataset("csv", EXAMPLE, ["data.csv.units=degrees"])
     assert report["count"] == 48
     assert report["skipped"] == {"image missing": 1, "label not a finite number": 1}
     assert report["label_names"] == ["yaw", "pitch", "roll"]

@@ -96,10 +96,11 @@ def _section_rows(rows: list[tuple[str, str, object, str]]) -> dict[str, list[tu
 
 def config_markdown() -> str:
     from exporters.formats import FORMATS
-    from pipeline.config import PRESETS_DIR, SCHEMA_VERSION, Config
+    from pipeline.config import PRESETS_DIR, Config
     from pipeline.data.sources import SOURCES
     from pipeline.losses import METHODS
     from pipeline.models import MODELS
+    from pipeline.runs import SCHEMA_VERSION
     from pipeline.schema import describe
 
     rows = describe(Config)
