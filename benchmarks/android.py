@@ -3,7 +3,7 @@
     from benchmarks.android import AndroidTarget, run_android
     row = run_android(Path("student_int8.tflite"), AndroidTarget(None, Path("~/bin/benchmark_model")), threads=4)
 
-Pushes the user's ``benchmark_model`` binary (not on PyPI: the README says where to get it) and the
+Pushes the user's ``benchmark_model`` binary (not on PyPI: docs/benchmarks.md says where to get it) and the
 model to ``/data/local/tmp``, runs it with the thread count, delegate, warm-up and run counts (and an
 optional ``taskset`` CPU mask), writes its output to a file on the phone, pulls that file and parses
 it with ``benchmarks.benchmark_model_output``. The two binaries in circulation take different flags:
@@ -36,7 +36,7 @@ REMOTE_OUTPUT = f"{REMOTE_DIR}/benchmark_model_output.txt"
 DELEGATES = ("xnnpack", "gpu", "nnapi", "cpu")
 TOOLS = ("auto", "tflite", "litert")
 GET_BINARY = ("download the android_arm64 benchmark_model (TensorFlow Lite or LiteRT nightly) or build it "
-              "with bazel, see the README's Android benchmark section")
+              "with bazel, see docs/benchmarks.md, Android")
 # Strings only the LiteRT CompiledModel binary carries (its result banner and one of its flags).
 _LITERT_MARKERS = (b"BENCHMARK RESULTS ==", b"require_full_delegation")
 _EXIT_MARK = "benchmark_model_exit="

@@ -110,7 +110,7 @@ class TeacherConfig:
 
 @dataclass
 class TorConfig:
-    """Teacher outlier rejection loss knobs (METHOD.md)."""
+    """Teacher outlier rejection loss knobs (docs/method.md)."""
 
     outlier_branch: Literal["sqrt", "l1", "l2", "none"] = option(
         "sqrt", "loss on samples flagged as outliers: sqrt(|h-y_T|+eps), |h-y_T|, (h-y_T)^2, or 0")
@@ -147,7 +147,7 @@ class DistillConfig:
     inference_head: Literal["teacher", "label", "mean", "auto"] = option(
         "auto", "which head the exported single-output student answers with (two-headed methods); 'auto' "
                 "picks, after training, the head with the lowest noisy-validation error on the samples the "
-                "teacher does not flag (epochs are selected on the 'mean' head). README: Results, knob defaults")
+                "teacher does not flag (epochs are selected on the 'mean' head). docs/results.md: knob defaults")
     # No augmentation by default: the teacher's predictions are then computed once and cached.
     # cpu_bf16 off: every student in the models table trains slower in bf16 (benchmarks.train_precision).
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, lr=5e-3, weight_decay=5e-5,
@@ -182,7 +182,7 @@ class ExportConfig:
 class AndroidBenchConfig:
     """A phone over adb; rows are skipped (with the reason) while ``benchmark_model`` is empty."""
 
-    benchmark_model: str = option("", "path to a benchmark_model binary for Android (not on PyPI; see README)")
+    benchmark_model: str = option("", "path to a benchmark_model binary for Android (not on PyPI; see docs/benchmarks.md)")
     serial: str = option("", "adb device serial (empty: the only attached device)")
     delegate: Literal["xnnpack", "gpu", "nnapi", "cpu"] = option("xnnpack", "delegate benchmark_model applies")
     warmup_runs: int = option(10, "untimed runs on the device", min=0)

@@ -1,6 +1,6 @@
 """Distillation objectives: the TOR loss, TBR, and the baselines, in one table keyed by method name.
 
-All losses are computed in label units (degrees for pose), as METHOD.md states them: the Chauvenet
+All losses are computed in label units (degrees for pose), as docs/method.md states them: the Chauvenet
 threshold depends on those units. Every loss returns a dict of components with ``loss`` the total,
 so the training loop logs every method the same way.
 

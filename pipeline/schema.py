@@ -176,16 +176,20 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """(key path, type, default, help) for every leaf of a schema tree, for docs and `show-config`."""
+def describe(cls: type, prefix: str = "", inst: Any = None) -> list[tuple[str, str, Any, str]]:
+    """(key path, type, default, help) for every leaf of a schema tree, for docs and `show-config`.
+
+    Nested sections take their defaults from the enclosing instance, not their class: ``distill.train``
+    defaults to 40 epochs although TrainConfig's own default is 12.
+    """
     rows = []
     hints = typing.get_type_hints(cls)
-    inst = cls()
+    inst = inst if inst is not None else cls()
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(tp):
-            rows += describe(tp, key + ".")
+            rows += describe(tp, key + ".", getattr(inst, f.name))
         else:
             rows.append((key, _type_name(tp), to_dict(getattr(inst, f.name)), f.metadata.get("help", "")))
     return rows

@@ -318,7 +318,7 @@ def test_device_selection_errors_name_the_fix(fake_adb: FakeAdb, files: dict[str
 def test_missing_binary_names_the_fix(fake_adb: FakeAdb, files: dict[str, Path], tmp_path: Path) -> None:
     row = run_android(files["model"], AndroidTarget(None, tmp_path / "nope" / "benchmark_model"), threads=1)
     assert row["status"].startswith(f"failed: benchmark_model binary not found at {tmp_path / 'nope'}")
-    assert "README" in row["status"] and "bazel" in row["status"]
+    assert "docs/benchmarks.md" in row["status"] and "bazel" in row["status"]
     assert fake_adb.calls() == []
 
 

@@ -1,4 +1,4 @@
-"""The bad-input catalogue (README: "When something is wrong"): each case gives one line naming the
+"""The bad-input catalogue (docs/pipeline.md: "When something is wrong"): each case gives one line naming the
 problem and the fix, exit code 2, no traceback unless --debug, and nothing half-written marked complete."""
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def test_bundled_presets_validate():
     assert {p.stem for p in presets} >= {"face_pose", "smoke", "sinusoid"}
     for path in presets:
         raw = yaml.safe_load(path.read_text())
-        cfg = load_config(path.stem)  # by bare name, as the README shows
+        cfg = load_config(path.stem)  # by bare name, as the docs show
         assert cfg.experiment == path.stem
         assert path.read_text().splitlines()[0].startswith(f"# Run: python -m pipeline run {path.name}")
         resolved = to_dict(cfg)

@@ -108,7 +108,7 @@ def test_int8_parity_on_emulated_cpu(emulated, cpu):
     assert [r.format for r in results] == FORMATS
     lines = [f"{r.format}: {r.status} max {r.max_abs:.3g} mean {r.mean_abs:.3g} (tol {r.tolerance:g}; {r.how})"
              for r in results]
-    print("\n".join(lines))  # the README's figures: python -m pytest -q -rP tests/test_portable_int8.py
+    print("\n".join(lines))  # the figures in docs/benchmarks.md: python -m pytest -q -rP tests/test_portable_int8.py
     assert all(r.status == "passed" for r in results), "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ def _image_norm(stats: dict) -> nn.Module:
     """Image networks take the [0, 1] pixels as they are: their first conv is followed by batch norm,
     which normalizes its output anyway, and without a float ``(x - mean) / std`` in front the int8
     artifacts start with one quantize of the raw pixels (``pixel - 128``; none with int8 I/O), and the
-    float artifacts with the first conv (README, Benchmarks: what changed in the int8 graphs)."""
+    float artifacts with the first conv (docs/benchmarks.md: what changed in the int8 graphs)."""
     return nn.Identity()
 
 
@@ -74,7 +74,7 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in [
               "residual CNN, widths 32-256, one basic block per scale", cpu_bf16_faster=True),
     ModelSpec("cnn_m", "teacher", "image", _cnn([24, 48, 96, 192], 1), "a narrower cnn_l", cpu_bf16_faster=True),
     # For slow CPUs: about 1.7x faster fp32 training steps than cnn_m on an AVX2-only CPU, 4.76 deg clean-test
-    # MAE on the face preset against cnn_m's 4.52 (README, Speed: the teacher on an AVX2-only CPU).
+    # MAE on the face preset against cnn_m's 4.52 (docs/results.md: default run on an AVX2-only CPU).
     # cpu_bf16_faster not set: not measured on a CPU with native bf16.
     ModelSpec("cnn_s", "teacher", "image", _cnn([16, 32, 64, 128], 1), "a narrower cnn_m"),
     ModelSpec("mlp_l", "teacher", "vector",

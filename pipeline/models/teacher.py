@@ -1,7 +1,7 @@
 """Teacher networks: a residual CNN for face crops and a wide MLP for vector inputs.
 
 The teacher is trained on noisy labels and early-stopped on the noisy validation split; it only has
-to be accurate, not fast, but its training must fit the CPU budget (see README: teacher figures).
+to be accurate, not fast, but its training must fit the CPU budget (see docs/results.md: teacher figures).
 """
 
 from __future__ import annotations

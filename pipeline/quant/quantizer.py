@@ -41,7 +41,7 @@ _NORMALIZATION = {torch.ops.aten.sub.Tensor, torch.ops.aten.mul.Tensor}
 # u8*s8 products in a saturating int16: 2 * 255 * 127 = 64770 overflows, 2 * 255 * 64 = 32640 does
 # not. onnxruntime's guidance for that saturation is this reduced weight range ("reduce_range").
 # Doing it here, in QAT, keeps every int8 artifact (ONNX, TFLite, CoreML) the same model
-# as the torch reference and gives the same numbers on every CPU. Measured cost: README, "int8 on
+# as the torch reference and gives the same numbers on every CPU. Measured cost: docs/benchmarks.md, "int8 on
 # every CPU".
 WEIGHT_QMAX = 64
 _ANNOTATION = "quantization_annotation"

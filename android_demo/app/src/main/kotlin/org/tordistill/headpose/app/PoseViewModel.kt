@@ -27,7 +27,7 @@ class PoseViewModel(app: Application) : AndroidViewModel(app) {
     private val meta: ModelMeta? = try {
         ModelMeta.parse(app.assets.open("model_meta.json").bufferedReader().use { it.readText() })
     } catch (e: Exception) {
-        _state.value = UiState.Error("No usable model in assets (${e.message}). Run ./gradlew :app:importModel -PmodelDir=... (see README).")
+        _state.value = UiState.Error("No usable model in assets (${e.message}). Run ./gradlew :app:importModel -PmodelDir=... (see docs/android.md).")
         null
     }
 

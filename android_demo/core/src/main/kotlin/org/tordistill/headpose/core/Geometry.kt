@@ -15,7 +15,7 @@ data class Square(val left: Double, val top: Double, val side: Double) {
     val center: Point get() = Point(left + side / 2.0, top + side / 2.0)
 }
 
-/** Yaw, pitch and roll in degrees, in the README's pose convention. */
+/** Yaw, pitch and roll in degrees, in the pose convention of docs/data.md. */
 data class HeadPose(val yaw: Double, val pitch: Double, val roll: Double)
 
 /** Picks the face the app estimates: the largest box (several faces), or none. */

@@ -7,7 +7,7 @@ import kotlin.math.sin
 data class AxesProjection(val center: Point, val ends: List<Point>, val drawOrder: List<Int>)
 
 /**
- * The README's pose convention, as pipeline/data/visualize.py draws it: camera x right, y up, z towards
+ * The pose convention of docs/data.md, as pipeline/data/visualize.py draws it: camera x right, y up, z towards
  * the viewer; a head vector h appears as R h with R = Rx(-pitch) Ry(-yaw) Rz(-roll). Axis k of the head
  * is column k of R; its image direction is (R[0][k], -R[1][k]) (image y points down), drawn farthest
  * (smallest R[2][k]) first so the nearest axis stays on top.
