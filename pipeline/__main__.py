@@ -29,7 +29,6 @@ import argparse
 import json
 import logging
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import yaml
 from pipeline.config import PRESETS_DIR, load_config, resolve_config_path
 from pipeline.console import setup_console
 from pipeline.data.reading import SourceError
-from pipeline.runs import UserError
+from pipeline.runs import UserError, atomic_write_bytes
 from pipeline.schema import ConfigError
 from pipeline.summary import print_summary
 
@@ -296,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 dest = dest / src.name
             if dest.exists():
                 raise ConfigError([f"{dest}: already exists; choose another destination or delete it"])
-            shutil.copyfile(src, dest)
+            atomic_write_bytes(dest, src.read_bytes())
             print(f"wrote {dest}; run it with: python -m pipeline run {dest}")
             return 0
         if args.command == "ablate":
