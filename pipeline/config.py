@@ -21,9 +21,9 @@ from benchmarks.backends import BACKENDS
 from exporters.formats import DEFAULT_FORMATS, FORMATS, TEACHER_FORMATS
 from pipeline.data.read_csv import CsvConfig
 from pipeline.data.read_gaze import MpiigazeConfig
-from pipeline.data.read_pose import TEST_SETS, BiwiConfig, PoseMatConfig
+from pipeline.data.read_pose import BiwiConfig, PoseMatConfig
 from pipeline.data.sinusoid import SinusoidConfig
-from pipeline.data.sources import SOURCES, sections_used
+from pipeline.data.sources import SOURCES, TEST_SETS, sections_used
 from pipeline.data.synthetic_faces import SyntheticFacesConfig
 from pipeline.losses import METHODS
 from pipeline.models import MODELS

@@ -94,7 +94,7 @@ def _threshold(y: torch.Tensor, y_t: torch.Tensor, p: LossParams) -> torch.Tenso
     return outlier_threshold(robust_sigma(r), p.threshold, r.shape[0], p.alpha, p.k, p.fixed)
 
 
-def inlier_mask(residual: torch.Tensor, e_out: torch.Tensor, reject: str = "element") -> torch.Tensor:
+def inlier_mask(residual: torch.Tensor, e_out: torch.Tensor, reject: str) -> torch.Tensor:
     """(N, D) True where the label is kept. ``element``: per output; ``sample``: a sample with any
     output beyond its threshold is rejected in every output."""
     keep = residual.abs() <= e_out

@@ -54,7 +54,7 @@ def dataset_threshold(cfg: Config, residual: np.ndarray) -> np.ndarray:
     return outlier_threshold(robust_sigma(r), t.threshold, len(r), t.alpha, t.k, t.fixed).numpy()
 
 
-def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path, reject: str = "element") -> dict:
+def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path, reject: str) -> dict:
     """Write the CSV of training samples whose teacher residual exceeds e_out; score the flagger."""
     y = data.y("train")
     residual = y - y_t
