@@ -246,3 +246,48 @@ def test_the_static_check_catches_bypasses(tmp_path):
     assert [line.split(" ", 1)[1] for line in found if line.startswith("pipeline/bad.py")] == [
         "write_text", "open", "savefig", "shutil.copyfile", "os.replace", "onnx.save", "json.dump", "open"]
     assert not [line for line in found if line.startswith("pipeline/good.py")]
+
+
+@pytest.mark.slow
+def test_every_stage_writes_only_into_its_own_folder(tmp_path, monkeypatch, tiny_sinusoid):
+    """A whole tiny run with every write recorded: each lands in the folder of the stage that is running
+    (or, for the orchestrator's run-level files, directly in the run folder), nowhere else."""
+    import contextlib
+
+    from pipeline import runs
+    from pipeline.config import load_config
+    from pipeline.orchestrate import run_pipeline
+
+    current: dict[str, Path] = {}
+    writes: list[tuple[Path | None, Path]] = []
+    real_begin, real_atomic_path = runs.StageDir.begin, runs.atomic_path
+
+    def begin(self, config_slice):
+        current["dir"] = self.path
+        return real_begin(self, config_slice)
+
+    @contextlib.contextmanager
+    def recorded(path):
+        writes.append((current.get("dir"), Path(path)))
+        with real_atomic_path(path) as tmp:
+            yield tmp
+
+    monkeypatch.setattr(runs.StageDir, "begin", begin)
+    for module in list(sys.modules.values()):  # the helpers, and modules that imported atomic_path by name
+        if getattr(module, "atomic_path", None) is real_atomic_path:
+            monkeypatch.setattr(module, "atomic_path", recorded)
+    cfg = load_config("sinusoid", tiny_sinusoid + [
+        "benchmark.backends=[torch,onnxruntime]", "benchmark.threads=[1]", "benchmark.teacher_formats=[onnx_fp32]",
+        "benchmark.repeats=1", "benchmark.warmup=0", "benchmark.min_runs=1", "benchmark.min_time_s=0",
+        "benchmark.profile=false"])
+    result = run_pipeline(cfg, tmp_path)
+    root = tmp_path / cfg.experiment
+    stages = {s: Path(v["dir"]) for s, v in result.summary["stages"].items() if v.get("dir")}
+    assert {"export", "benchmark", "report"} <= set(stages) and len(writes) > 20
+    outside = [f"{dest} (while {stage.name if stage else 'no stage'} ran)" for stage, dest in writes
+               if dest.parent != root and (stage is None or not dest.is_relative_to(stage))]
+    assert not outside, "writes outside the running stage's folder:\n" + "\n".join(outside)
+    # every stage wrote into its own folder, its manifest last
+    for name, folder in stages.items():
+        mine = [dest for stage, dest in writes if stage == folder and dest.is_relative_to(folder)]
+        assert mine and mine[-1] == folder / "manifest.json", name
