@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.benchmark_model_output import BenchmarkModelResult, parse_benchmark_output
+from pipeline.runs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,7 @@ def _push_run_pull(adb: str, serial: str, model_path: Path, target: AndroidTarge
         out_dir = Path(log_dir) if log_dir is not None else Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         local = out_dir / f"{model_path.stem}.android.{target.delegate}.t{threads}.txt"
-        _run([*base, "pull", REMOTE_OUTPUT, str(local)], 60, "pulling the benchmark_model output")
+        with atomic_path(local) as pulled:
+            _run([*base, "pull", REMOTE_OUTPUT, str(pulled)], 60, "pulling the benchmark_model output")
         text = local.read_text(errors="replace")
     return text, exit_code, str(local) if log_dir is not None else None

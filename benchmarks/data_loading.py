@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.runs import atomic_save
+
 
 def write_fixture(root: Path, n: int, size: int = 450) -> None:
     import scipy.io
@@ -28,12 +30,10 @@ def write_fixture(root: Path, n: int, size: int = 450) -> None:
     for i in range(n):
         img = Image.fromarray(np.roll(base, i, 0)).resize((size, size), Image.Resampling.BILINEAR)
         path = root / "AFW" / f"AFW_{i // 10}_{i % 10}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        img.save(path, quality=90)
+        atomic_save(path, lambda p, img=img: img.save(p, quality=90))
         t = np.linspace(0, 1, 68)
-        pt = np.stack([150 + 150 * t, 150 + 170 * t[::-1]])
-        scipy.io.savemat(str(path.with_suffix(".mat")),
-                         {"Pose_Para": rng.uniform(-1, 1, size=(1, 7)), "pt2d": pt})
+        pose = {"Pose_Para": rng.uniform(-1, 1, size=(1, 7)), "pt2d": np.stack([150 + 150 * t, 150 + 170 * t[::-1]])}
+        atomic_save(path.with_suffix(".mat"), lambda p, pose=pose: scipy.io.savemat(str(p), pose))
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 from benchmarks.backends import BACKENDS, FAMILY_BACKEND  # noqa: F401  (re-exported)
 from benchmarks.host import matmul_peak_macs
 from benchmarks.timing import TimingPlan
+from exporters.formats import FORMATS, SHIPPED_FORMAT, TEACHER_REFERENCE_FORMAT
 from pipeline.device import host_description, int8_dot_features
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,10 @@ def _unavailable(t: Target) -> str | None:
 
     from exporters.formats import has_module
 
-    if t.backend == "coreml" and platform.system() != "Darwin":
+    backend = BACKENDS.get(t.backend)
+    if backend and backend.system and platform.system() != backend.system:
         return "skipped: needs macOS (Core ML runtime); on Linux parity uses a MIL emulation, not timed"
-    need = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "coreml": "coremltools", "torch": "torch"}
-    mod = need.get(t.backend)
+    mod = backend.module if backend else ""
     if mod and not has_module(mod):
         return f"skipped: {mod} is not installed"
     return None
@@ -145,8 +146,10 @@ def _p50(rows: list[dict], artifact: str, backend: str, threads: int = 1) -> flo
     return None
 
 
-# int8 artifact vs its fp32 sibling on the same runtime: (family, backend); headline ratio keys follow it
-INT8_PAIRS = (("tflite", "litert"), ("onnx", "onnxruntime"))
+# int8 artifact vs its fp32 sibling on the same runtime: (family, backend) for every family with both rows
+# and a host backend; headline ratio keys follow it
+INT8_PAIRS = tuple((fam, backend) for fam, backend in FAMILY_BACKEND.items()
+                   if f"{fam}_int8" in FORMATS and f"{fam}_fp32" in FORMATS)
 
 
 def int8_note(family: str, ratio: float | None, host: dict, threads: int = 1) -> str | None:
@@ -172,14 +175,15 @@ def headline(rows: list[dict], host: dict | None = None) -> dict:
         return round(a / b, 4) if a and b else None
 
     s = "student/"
+    shipped, teacher = s + SHIPPED_FORMAT, "teacher/" + TEACHER_REFERENCE_FORMAT
+    on = FAMILY_BACKEND[FORMATS[SHIPPED_FORMAT].family]
     out: dict = {f"int8_vs_fp32_{fam}_p50": ratio(_p50(rows, f"{s}{fam}_int8", backend),
                                                   _p50(rows, f"{s}{fam}_fp32", backend))
                  for fam, backend in INT8_PAIRS}
     out.update({
-        "student_int8_tflite_vs_teacher_fp32_tflite_p50": ratio(_p50(rows, s + "tflite_int8", "litert"),
-                                                                _p50(rows, "teacher/tflite_fp32", "litert")),
-        "student_int8_tflite_p50_ms": _p50(rows, s + "tflite_int8", "litert"),
-        "teacher_fp32_tflite_p50_ms": _p50(rows, "teacher/tflite_fp32", "litert"),
+        "student_int8_tflite_vs_teacher_fp32_tflite_p50": ratio(_p50(rows, shipped, on), _p50(rows, teacher, on)),
+        "student_int8_tflite_p50_ms": _p50(rows, shipped, on),
+        "teacher_fp32_tflite_p50_ms": _p50(rows, teacher, on),
     })
     notes = [int8_note(fam, out[f"int8_vs_fp32_{fam}_p50"], host or {}) for fam, _ in INT8_PAIRS]
     out["int8_notes"] = [n for n in notes if n]

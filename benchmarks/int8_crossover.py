@@ -16,20 +16,22 @@ int8/fp32 ratio per runtime, then the smallest model whose int8 artifact is at m
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import platform
 import tempfile
 from pathlib import Path
 
 import torch
 
-from benchmarks.harness import Target, run_worker
+from benchmarks.harness import BACKENDS, FAMILY_BACKEND, INT8_PAIRS, Target, run_worker
 from benchmarks.timing import TimingPlan
+from pipeline.runs import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8")
-BACKEND = {"onnx": "onnxruntime", "tflite": "litert"}
+# The int8 and fp32 artifacts of every family the harness compares, where this host can time them
+FAMILIES = tuple(fam for fam, backend in INT8_PAIRS if BACKENDS[backend].system in ("", platform.system()))
+FORMATS = tuple(f"{fam}_{p}" for fam in FAMILIES for p in ("fp32", "int8"))
 STATS = {"input_mean": [0.5, 0.45, 0.4], "input_std": [0.25, 0.25, 0.25], "label_mean": [0.0, 0.0, 0.0],
          "label_std": [40.0, 25.0, 20.0]}
 PAYS = 0.8  # the target ratio int8 / fp32
@@ -80,11 +82,11 @@ def measure(arch: str, width: float, threads: int, plan: TimingPlan, work: Path)
     row: dict = {"model": f"{arch} x{width:g}", "macs": count_macs(model, _images(1, 0))}
     for name, rec in report["artifacts"].items():
         path = out / rec["path"]
-        target = Target(name, "crossover", name, rec["precision"], BACKEND[rec["family"]], path,
+        target = Target(name, "crossover", name, rec["precision"], FAMILY_BACKEND[rec["family"]], path,
                         path.parent / META_FILE)
         lat = run_worker(target, threads, plan, profile=False)["latency"]
         row[name] = {k: round(lat[k], 5) for k in ("p50_ms", "p50_min_ms", "p50_max_ms")}
-    for rt in ("onnx", "tflite"):
+    for rt in FAMILIES:
         row[f"{rt}_int8_vs_fp32"] = round(row[f"{rt}_int8"]["p50_ms"] / row[f"{rt}_fp32"]["p50_ms"], 3)
     return row
 
@@ -94,11 +96,11 @@ def format_rows(rows: list[dict]) -> str:
         v = r[name]
         return f"{v['p50_ms']:.4f} ({v['p50_min_ms']:.4f}-{v['p50_max_ms']:.4f})"
     lines = [f"{'model':<16} {'MMACs':>7}  " + "  ".join(f"{n + ' p50 ms (spread)':<28}" for n in FORMATS)
-             + "  onnx int8/fp32  tflite int8/fp32"]
+             + "".join(f"  {rt + ' int8/fp32':>16}" for rt in FAMILIES)]
     for r in rows:
         lines.append(f"{r['model']:<16} {r['macs'] / 1e6:>7.1f}  " + "  ".join(f"{cell(r, n):<28}" for n in FORMATS)
-                     + f"  {r['onnx_int8_vs_fp32']:>14.3f}  {r['tflite_int8_vs_fp32']:>16.3f}")
-    for rt in ("onnx", "tflite"):
+                     + "".join(f"  {r[rt + '_int8_vs_fp32']:>16.3f}" for rt in FAMILIES))
+    for rt in FAMILIES:
         pays = [r for r in rows if r[f"{rt}_int8_vs_fp32"] <= PAYS]
         first = min(pays, key=lambda r: r["macs"]) if pays else None
         lines.append(f"{rt}: int8 <= {PAYS}x fp32 from " + (f"{first['model']} ({first['macs'] / 1e6:.1f} MMACs)"
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = [measure(arch, w, args.threads, plan, Path(tmp)) for arch, w in jobs]
     print(format_rows(rows))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        atomic_write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -48,8 +48,6 @@ import functools
 import importlib
 import json
 import logging
-import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +56,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from pipeline.runs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -192,13 +192,9 @@ def _describe(mlmodel: Any, meta: dict) -> None:
 
 
 def _save(mlmodel: Any, out_path: Path) -> None:
-    """Save the package next to ``out_path`` and move it into place (no half-written package)."""
-    tmp = out_path.with_name(out_path.name + ".tmp.mlpackage")
-    shutil.rmtree(tmp, ignore_errors=True)
-    mlmodel.save(str(tmp))
-    if out_path.exists():
-        shutil.rmtree(out_path)
-    os.replace(tmp, out_path)
+    """Save the package beside ``out_path`` and move it into place (no half-written package)."""
+    with atomic_path(out_path) as tmp:
+        mlmodel.save(str(tmp))
 
 
 def export_coreml(model: nn.Module, sample: torch.Tensor, out_path: Path, precision: str, meta: dict,

@@ -38,6 +38,7 @@ from exporters.artifact_io import runtime_inputs, runtime_outputs
 from exporters.formats import FORMATS
 from exporters.metadata import META_FILE, read_meta
 from exporters.runtimes import open_runtime
+from pipeline.runs import atomic_write_json, atomic_write_npy
 
 QEMU_BINARIES = ("qemu-x86_64", "qemu-x86_64-static")
 QEMU_MISSING = ("qemu-user is not installed (no qemu-x86_64 on PATH): the int8 parity check on emulated CPUs "
@@ -69,9 +70,9 @@ def run_artifacts(artifacts: list[Path], x: np.ndarray, out: Path) -> dict[str, 
             raw = session.run(runtime_inputs(x, meta))
         finally:
             session.close()
-        np.save(out / f"{meta['format']}.npy", runtime_outputs(raw, meta))
+        atomic_write_npy(out / f"{meta['format']}.npy", runtime_outputs(raw, meta))
         how[meta["format"]] = session.how
-    (out / "how.json").write_text(json.dumps(how))
+    atomic_write_json(out / "how.json", how)
     return how
 
 
@@ -80,7 +81,7 @@ def run_emulated(artifacts: list[Path], x: np.ndarray, cpu: str = "Haswell",
     """Run the worker on ``x`` under ``qemu-x86_64 -cpu <cpu>``: format -> (outputs in label units, how)."""
     qemu = qemu_binary()
     with tempfile.TemporaryDirectory(prefix="emulated_parity_") as tmp:
-        np.save(Path(tmp) / "inputs.npy", np.ascontiguousarray(x, np.float32))
+        atomic_write_npy(Path(tmp) / "inputs.npy", np.ascontiguousarray(x, np.float32))
         cmd = [qemu, "-cpu", cpu, sys.executable, "-m", "exporters.emulated_parity",
                "--inputs", str(Path(tmp) / "inputs.npy"), "--out", tmp, *map(str, artifacts)]
         # cwd: `-m exporters...` then imports this checkout, installed or not; quiet TensorFlow-style logs

@@ -21,7 +21,6 @@ Smoke run on a random-weight student (int8 rows need ``pipeline.quant``, else th
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import time
@@ -35,6 +34,7 @@ from exporters.formats import FORMATS, ExportOptions, Format, exporter, meta_rea
 from exporters.metadata import META_FILE, artifact_meta, base_meta, compare_meta, write_meta
 from exporters.parity import ParityError, ParityResult, check_parity, torch_outputs
 from exporters.qdq import eval_copy
+from pipeline.runs import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ def export_all(float_model: nn.Module, int8_model: nn.Module | None, inputs: tor
     report = {"out_dir": str(out_dir), "n_parity_samples": int(inputs.shape[0]),
               "input_shape": list(inputs.shape[1:]), "int8_io": options.int8_io, "failures": failures,
               "artifacts": records}
-    report_path = out_dir / REPORT_FILE
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    report_path = atomic_write_json(out_dir / REPORT_FILE, report)
     log.info("export report: %s", {n: r["status"] for n, r in records.items()})
     for line in failures:
         log.error("export failed: %s (details in %s)", line, report_path)

@@ -1,8 +1,10 @@
 """The table of export formats: every artifact the pipeline can ship, one row each, keyed by name.
 
-Config validation (``export.formats`` lists names from :data:`FORMATS`), the exporters, the parity
-check and the benchmarks all read this one table, so adding a format is adding a row (and, for a new
-family, one entry in :data:`FAMILIES`). Nothing else in the code base lists formats.
+Config validation (``export.formats`` lists names from :data:`FORMATS`) and its defaults
+(:data:`DEFAULT_FORMATS`, :data:`TEACHER_FORMATS`), the exporters, the parity check, the benchmarks,
+the sweep and the report all read this one module, so adding a format is adding a row (and, for a new
+family, one entry in :data:`FAMILIES`). Nothing else in the code base lists formats
+(tests/test_tables.py checks).
 
 A row says which family writes it (``onnx``, ``tflite``, ``coreml``), at which precision, under which
 file suffix, which Python runtime verifies it, how the input is laid out (NCHW for ONNX and CoreML,
@@ -103,6 +105,7 @@ class Format:
     needs_int8_model: bool
     int8_io: bool = False  # can take int8 input/output tensors (ExportOptions.int8_io)
     tolerance_key: str = ""  # a TOLERANCES row other than the precision's, when the arithmetic differs
+    default: bool = True  # in export.formats' default (False: a row whose exporter is an optional extra)
 
     @property
     def tolerance(self) -> float:
@@ -122,9 +125,9 @@ class Format:
 
 
 def _row(family: str, precision: str, suffix: str, runtime: str, layout: str, int8_io: bool = False,
-         tolerance_key: str = "") -> Format:
+         tolerance_key: str = "", default: bool = True) -> Format:
     return Format(f"{family}_{precision}", family, precision, suffix, runtime, layout, precision == "int8",
-                  int8_io, tolerance_key)
+                  int8_io, tolerance_key, default)
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in [
@@ -138,6 +141,16 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     _row("coreml", "fp16", ".mlpackage", "coremltools", "NCHW"),
     _row("coreml", "int8", ".mlpackage", "coremltools", "NCHW", tolerance_key="int8_fp16"),
 ]}
+
+# The defaults of export.formats and benchmark.teacher_formats (pipeline.config reads them from here).
+DEFAULT_FORMATS: tuple[str, ...] = tuple(n for n, f in FORMATS.items() if f.default)
+# The artifact shipped to phones, and the teacher artifact it is measured against: the benchmark's
+# headline ratios, the sweep's choice of student and the report's headline compare these two.
+SHIPPED_FORMAT = "tflite_int8"
+TEACHER_REFERENCE_FORMAT = "tflite_fp32"
+# The teacher in float on both host runtimes the student's int8 artifacts are timed on (CoreML is not
+# timed off macOS), so student/teacher ratios are measured on each.
+TEACHER_FORMATS: tuple[str, ...] = ("onnx_fp32", TEACHER_REFERENCE_FORMAT)
 
 
 @dataclass

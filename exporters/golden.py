@@ -35,6 +35,7 @@ import numpy as np
 
 from exporters.artifact_io import quantize_np
 from exporters.metadata import META_FILE, read_meta
+from pipeline.runs import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -263,10 +264,10 @@ def write_goldens(run_dir: Path, out_dir: Path, formats: Sequence[str] | None = 
               "frames": [{**{k: v for k, v in f.items() if k != "rgb"}, "rgb": _b64(f["rgb"].reshape(-1), "uint8")}
                          for f in frames]}
     paths = [out_dir / FRAMES_FILE]
-    paths[0].write_text(json.dumps(shared, indent=1) + "\n")
+    atomic_write_text(paths[0], json.dumps(shared, indent=1) + "\n")
     for name, artifact in sorted(artifacts.items()):
         path = out_dir / f"{name}.json"
-        path.write_text(json.dumps(golden_for(artifact, frames), indent=1) + "\n")
+        atomic_write_text(path, json.dumps(golden_for(artifact, frames), indent=1) + "\n")
         log.info("golden %s from %s (%d cases)", path, artifact, len(frames))
         paths.append(path)
     return paths

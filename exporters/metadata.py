@@ -29,6 +29,7 @@ from pathlib import Path
 
 from exporters.formats import FORMATS, Format
 from pipeline.quant.pixels import PIXEL_SCALE, PIXEL_ZERO_POINT
+from pipeline.runs import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,7 @@ def to_json(meta: dict) -> str:
 
 
 def write_meta(meta: dict, path: Path) -> Path:
-    path = Path(path)
-    path.write_text(to_json(meta) + "\n")
-    return path
+    return atomic_write_text(Path(path), to_json(meta) + "\n")
 
 
 def read_meta(path: Path) -> dict:

@@ -23,6 +23,7 @@ from torch import nn
 
 from exporters.formats import FORMATS, ExportOptions
 from exporters.qdq import eval_copy, fold_weights, is_quantized
+from pipeline.runs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ def export_onnx(model: nn.Module, sample: torch.Tensor, out_dir: Path, options: 
     set_meta(proto, meta)
     onnx.checker.check_model(proto)
     path = Path(out_dir) / f"{fmt.name}{fmt.suffix}"
-    onnx.save(proto, str(path))
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
     log.info("wrote %s (%d bytes, opset %d, %d nodes)", path, path.stat().st_size, options.opset,
              len(proto.graph.node))
     return path

@@ -39,6 +39,7 @@ from torch import nn
 from exporters.formats import FORMATS, ExportOptions, has_module
 from exporters.metadata import IMAGE_INT8_QUANT, set_io_quantization
 from exporters.qdq import QuantIO, eval_copy, output_passthrough_quantization, output_quantization
+from pipeline.runs import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +165,15 @@ def export_tflite(model: nn.Module, sample: torch.Tensor, out_dir: Path, options
         sample = sample.permute(0, 2, 3, 1).contiguous()
     module = _inference_mode(_Signature(module, meta["outputs"][0]["name"]))
     path = Path(out_dir) / f"{fmt.name}{fmt.suffix}"
-    with _quiet_converter():
+    with _quiet_converter(), atomic_path(path) as tmp:
         edge = litert_torch.convert(module, sample_kwargs={meta["input"]["name"]: sample[:1]},
                                     quant_config=quant_config)
-        edge.export(str(path))
+        edge.export(str(tmp))
+    # Each rewrite below replaces the complete file with another complete one (temp -> rename).
     if fmt.precision == "int8" and not options.int8_io:
         from exporters.tflite_io import tflite_float_io
 
-        path.write_bytes(tflite_float_io(path.read_bytes()))
+        atomic_write_bytes(path, tflite_float_io(path.read_bytes()))
     _record_io(path, meta)
     _embed_meta(path, meta)
     log.info("wrote %s (%d bytes, input %s %s)", path, path.stat().st_size, meta["input"]["dtype"],

@@ -40,7 +40,6 @@ import functools
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ import flatbuffers
 import numpy as np
 
 from exporters import tflite_metadata_schema as mdfb
+from pipeline.runs import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -205,12 +205,7 @@ def write_metadata(tflite_path: Path, meta: dict) -> None:
     standard = mdfb.encode(standard_metadata(meta))
     entries = {TFLITE_METADATA: standard, META_JSON: json.dumps(meta, sort_keys=True).encode("utf-8")}
     patched = _with_metadata(original, entries, meta)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(patched)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, patched)
     back = read_metadata(path)
     if back != meta:
         raise RuntimeError(f"{path.name}: the metadata did not read back equal")

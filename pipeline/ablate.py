@@ -34,7 +34,7 @@ from pipeline.config import load_config
 from pipeline.contract import DistillMetrics, TeacherMetrics, read_metrics
 from pipeline.losses import METHODS
 from pipeline.orchestrate import run_pipeline
-from pipeline.runs import atomic_write_json, atomic_write_text
+from pipeline.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
 from pipeline.schema import ConfigError
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def run_ablation(config: str, overrides: list[str], out: Path, grid: Grid, jobs:
               "rows": rows}
     atomic_write_json(root / "ablation.json", result)
     atomic_write_text(root / "ablation.md", markdown_table(rows, grid))
-    plot(rows, grid, root / "ablation.png")
+    atomic_write_bytes(root / "ablation.png", plot(rows, grid))
     return result
 
 

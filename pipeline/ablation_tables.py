@@ -109,7 +109,11 @@ def heads_table(rows: list[dict], grid: Grid) -> list[str]:
     return lines
 
 
-def plot(rows: list[dict], grid: Grid, path: Path) -> None:
+def plot(rows: list[dict], grid: Grid) -> bytes:
+    """Clean-test MAE vs outlier fraction, one panel per noise level, one line per variant: PNG bytes
+    (the caller writes them into its own folder)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,6 +137,7 @@ def plot(rows: list[dict], grid: Grid, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    return buf.getvalue()

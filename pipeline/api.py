@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -40,8 +39,8 @@ from pipeline.data.reading import SourceError
 from pipeline.data.sources import SOURCES
 from pipeline.models import MODELS
 from pipeline.orchestrate import RunResult, plan, run_pipeline
-from pipeline.runs import SCHEMA_VERSION
-from pipeline.schema import ConfigError, apply_overrides, build
+from pipeline.runs import atomic_write_bytes
+from pipeline.schema import SCHEMA_VERSION, ConfigError, apply_overrides, build
 from pipeline.stages import STAGES
 from pipeline.sweep import run_sweep
 
@@ -191,7 +190,7 @@ def init_config(name: str, dest: PathLike | None = None) -> Path:
         target = target / src.name
     if target.exists():
         raise ConfigError([f"{target}: already exists; choose another destination or delete it"])
-    shutil.copyfile(src, target)
+    atomic_write_bytes(target, src.read_bytes())
     return target
 
 

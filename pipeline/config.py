@@ -17,11 +17,13 @@ from typing import Literal
 
 import yaml
 
+from benchmarks.backends import BACKENDS
+from exporters.formats import DEFAULT_FORMATS, FORMATS, TEACHER_FORMATS
 from pipeline.data.read_csv import CsvConfig
 from pipeline.data.read_gaze import MpiigazeConfig
-from pipeline.data.read_pose import TEST_SETS, BiwiConfig, PoseMatConfig
+from pipeline.data.read_pose import BiwiConfig, PoseMatConfig
 from pipeline.data.sinusoid import SinusoidConfig
-from pipeline.data.sources import SOURCES, sections_used
+from pipeline.data.sources import SOURCES, TEST_SETS, sections_used
 from pipeline.data.synthetic_faces import SyntheticFacesConfig
 from pipeline.losses import METHODS
 from pipeline.models import MODELS
@@ -168,12 +170,10 @@ class QatConfig:
 
 @dataclass
 class ExportConfig:
-    formats: list[str] = option(["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_int8",
-                             "coreml_fp32", "coreml_fp16", "coreml_int8"],
-                            "artifacts to write (names from exporters.formats.FORMATS)")
+    formats: list[str] = option(list(DEFAULT_FORMATS), "artifacts to write (names from exporters.formats.FORMATS)")
     int8_io: bool = option(False, "tflite_int8: int8 input/output tensors instead of float I/O")
     parity_samples: int = option(32, "clean test images every artifact is checked on", min=1, max=4096)
-    teacher_formats: list[str] = option(["onnx_fp32", "tflite_fp32"],
+    teacher_formats: list[str] = option(list(TEACHER_FORMATS),
                                         "float formats the teacher is also exported to (under teacher/), so the "
                                         "benchmark measures student/teacher ratios")
 
@@ -193,8 +193,7 @@ class AndroidBenchConfig:
 @dataclass
 class BenchmarkConfig:
     enabled: bool = option(True, "run the benchmark stage (false: the stage is skipped)")
-    backends: list[str] = option(["torch", "onnxruntime", "litert", "coreml", "android"],
-                                 "backends to measure (torch, onnxruntime, litert, coreml, android)")
+    backends: list[str] = option(list(BACKENDS), f"backends to measure ({', '.join(BACKENDS)})")
     threads: list[int] = option([1, 2], "CPU thread counts; every artifact is timed at each")
     repeats: int = option(5, "timing repeats per artifact and thread count (the spread is reported)", min=1, max=100)
     warmup: int = option(50, "untimed calls before each repeat", min=0)
@@ -276,8 +275,6 @@ def validate(raw: dict) -> Config:
 
 def consistency_problems(cfg: Config) -> list[str]:
     """Options that are each valid but contradict each other."""
-    from exporters.formats import FORMATS
-
     out: list[str] = []
     kind = SOURCES[cfg.data.source].input_kind if cfg.data.source in SOURCES else None
     for key, arch in (("teacher.arch", cfg.teacher.arch), ("distill.arch", cfg.distill.arch)):
@@ -300,8 +297,6 @@ def consistency_problems(cfg: Config) -> list[str]:
         if name not in FORMATS or FORMATS[name].needs_int8_model:
             out.append(f"export.teacher_formats[{i}]: {name!r} is not a float format; use any of: "
                        + ", ".join(n for n, f in FORMATS.items() if not f.needs_int8_model))
-    from benchmarks.backends import BACKENDS
-
     for i, name in enumerate(cfg.benchmark.backends):
         if name not in BACKENDS:
             out.append(f"benchmark.backends[{i}]: unknown backend {name!r}; use any of: " + ", ".join(BACKENDS))

@@ -39,9 +39,10 @@ def robust_sigma(residual: torch.Tensor) -> torch.Tensor:
     return MAD_TO_SIGMA * (residual - med).abs().median(dim=0).values
 
 
-def outlier_threshold(sigma: torch.Tensor, rule: str, beta: int, alpha: float = 2.0, k: float = 3.0,
-                      fixed: float = 15.0) -> torch.Tensor:
-    """e_out per output dimension; +inf where the chauvenet rule has no solution."""
+def outlier_threshold(sigma: torch.Tensor, rule: str, beta: int, alpha: float, k: float,
+                      fixed: float) -> torch.Tensor:
+    """e_out per output dimension; +inf where the chauvenet rule has no solution. The knobs have no
+    defaults here: theirs are in the config schema (``pipeline.config.TorConfig``), the one place."""
     if rule == "fixed":
         return torch.full_like(sigma, fixed)
     if rule == "mad_k":
@@ -56,22 +57,24 @@ def outlier_threshold(sigma: torch.Tensor, rule: str, beta: int, alpha: float = 
 
 @dataclass(frozen=True)
 class LossParams:
-    """The distill section's loss knobs, flattened (built from DistillConfig by ``from_config``)."""
+    """The distill section's loss knobs, flattened (built from DistillConfig by ``from_config``). No
+    defaults here: the config schema (``pipeline.config.DistillConfig`` / ``TorConfig``) holds them, so
+    ``LossParams.from_config(DistillConfig())`` is the default set."""
 
-    outlier_branch: str = "sqrt"
-    threshold: str = "chauvenet"
-    alpha: float = 2.0
-    k: float = 3.0
-    fixed: float = 15.0
-    sigma_from: str = "dataset"
-    eps: float = 1e-6
-    reject: str = "element"
-    label_weight: float = 1.0
-    teacher_weight: float = 1.0
-    kd_mix_weight: float = 0.5
-    huber_delta: float = 5.0
-    tbr_margin: float = 0.0
-    tbr_nu: float = 0.5
+    outlier_branch: str
+    threshold: str
+    alpha: float
+    k: float
+    fixed: float
+    sigma_from: str
+    eps: float
+    reject: str
+    label_weight: float
+    teacher_weight: float
+    kd_mix_weight: float
+    huber_delta: float
+    tbr_margin: float
+    tbr_nu: float
     # Set by the distill stage when sigma_from == "dataset": e_out per output from the whole train set.
     dataset_threshold: tuple[float, ...] | None = None
 
@@ -91,7 +94,7 @@ def _threshold(y: torch.Tensor, y_t: torch.Tensor, p: LossParams) -> torch.Tenso
     return outlier_threshold(robust_sigma(r), p.threshold, r.shape[0], p.alpha, p.k, p.fixed)
 
 
-def inlier_mask(residual: torch.Tensor, e_out: torch.Tensor, reject: str = "element") -> torch.Tensor:
+def inlier_mask(residual: torch.Tensor, e_out: torch.Tensor, reject: str) -> torch.Tensor:
     """(N, D) True where the label is kept. ``element``: per output; ``sample``: a sample with any
     output beyond its threshold is rejected in every output."""
     keep = residual.abs() <= e_out

@@ -5,7 +5,10 @@ slice), ``stage.log``, the stage's artifacts, and ``manifest.json``, written las
 The hash covers the stage's config slice, its upstream stages' hashes and ``SCHEMA_VERSION``, so a
 change to one stage's options reruns that stage and everything downstream, nothing else.
 
-All artifact writes go through this module (``atomic_write_*``), which is also where a multi-process
+Every file the project writes goes through this module: :func:`atomic_path` (a temporary path beside
+the destination, fsynced and renamed into place) and the ``atomic_*`` helpers built on it, so a kill at
+any moment leaves the old complete file or none, never a torn one (tests/test_atomic_writes.py kills a
+writer mid-file, and greps the packages for writes that bypass these). It is also where a multi-process
 run enforces its single writer: on ranks other than 0 (:func:`set_writer`) they write nothing.
 A full disk while writing is a :class:`DiskFullError` naming the file and the fix; the file it was
 replacing is left as it was and no temporary file stays behind.
@@ -19,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,11 +32,11 @@ from typing import Any
 
 import yaml
 
+from pipeline.schema import SCHEMA_VERSION
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-# Bump when a change to code makes earlier cached stage outputs invalid: it is part of every hash.
-SCHEMA_VERSION = 5
 
 _WRITER = True
 
@@ -79,36 +83,101 @@ def stage_hash(stage: str, config_slice: Any, upstream: dict[str, str]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file in the same folder, then ``os.replace``: never a torn file."""
+# Temporary copies live in a hidden folder beside the destination, ``.partial.<name>.<random>/<name>``:
+# same file system (so the final rename is atomic), the real name (writers that pick the format from
+# the suffix, like savefig or coremltools' .mlpackage, see it), and never under the artifact's own
+# name, so nothing that looks an artifact up by name can take a half-written copy for it.
+PARTIAL_PREFIX = ".partial."
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush a written file (or every file of a written folder) to disk before it is renamed into place."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every file system can fsync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _raise_if_disk_full(exc: OSError, path: Path) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFullError(f"no space left on the device while writing {path}; free some space (or use --out "
+                            "on a larger disk) and run the same command again: finished stages are kept") from exc
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path to write ``path``'s new content to; on a clean exit it is fsynced and renamed
+    onto ``path``. For writers with their own file API (``torch.save``, ``onnx.save``, ``savefig``,
+    coremltools' ``.save`` of a folder package, ``adb pull``), and the base of every ``atomic_*`` helper.
+
+    A file replaces the old one in one ``os.replace``: a reader, or a kill at any moment, sees the old
+    complete file or the new complete one. A folder (an ``.mlpackage``) cannot be swapped in one rename
+    over a non-empty folder: the old one is moved aside first, so between the two renames the destination
+    is absent, never partial. An error in the body leaves ``path`` as it was and removes the temporary;
+    a kill leaves a ``.partial.*`` folder that :meth:`StageDir.begin` removes on the stage's next run.
+    On ranks other than the writer (:func:`set_writer`) the body writes into a scratch folder, then dropped.
+    """
     path = Path(path)
     if not _WRITER:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+        with tempfile.TemporaryDirectory(prefix="not-the-writer-") as scratch:
+            yield Path(scratch) / path.name
+        return
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{path.name}.", dir=path.parent))
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(f"no space left on the device while writing {path}; free some space (or "
-                                "use --out on a larger disk) and run the same command again: finished "
-                                "stages are kept") from exc
+        _raise_if_disk_full(exc, path)
+        raise
+    tmp = work / path.name
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"the writer of {path} wrote nothing to {tmp}")
+        _fsync_tree(tmp)
+        if tmp.is_dir() or path.is_dir():
+            if path.exists() or path.is_symlink():
+                os.replace(path, work / ".old")
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        _raise_if_disk_full(exc, path)
         raise
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def atomic_save(path: Path, write: Callable[[Path], None]) -> Path:
-    """``write(tmp_path)`` then rename onto ``path``: for writers with their own file API."""
-    return _atomic(path, write)
+    """``write(tmp_path)`` then rename onto ``path`` (:func:`atomic_path`); nothing at all on a non-writer rank."""
+    path = Path(path)
+    if _WRITER:
+        with atomic_path(path) as tmp:
+            write(tmp)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    return atomic_save(path, lambda p: p.write_bytes(data))
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    return _atomic(path, lambda p: p.write_text(text))
+    return atomic_save(path, lambda p: p.write_text(text))
 
 
 def atomic_write_json(path: Path, obj: Any) -> Path:
@@ -118,7 +187,7 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
 def atomic_torch_save(path: Path, obj: Any) -> Path:
     import torch
 
-    return _atomic(path, lambda p: torch.save(obj, p))
+    return atomic_save(path, lambda p: torch.save(obj, p))
 
 
 def atomic_write_npz(path: Path, **arrays) -> Path:
@@ -127,7 +196,7 @@ def atomic_write_npz(path: Path, **arrays) -> Path:
     def write(p: Path) -> None:
         with open(p, "wb") as fh:
             np.savez(fh, **arrays)
-    return _atomic(path, write)
+    return atomic_save(path, write)
 
 
 def atomic_write_npy(path: Path, array) -> Path:
@@ -137,7 +206,7 @@ def atomic_write_npy(path: Path, array) -> Path:
     def write(p: Path) -> None:
         with open(p, "wb") as fh:
             np.save(fh, array)
-    return _atomic(path, write)
+    return atomic_save(path, write)
 
 
 def _json_default(obj: Any) -> Any:
@@ -236,6 +305,8 @@ class StageDir:
             for tmp in self.path.glob(".*.*"):
                 if tmp.is_file():
                     tmp.unlink()
+            for partial in sorted(self.path.rglob(PARTIAL_PREFIX + "*"), reverse=True):  # at any depth
+                shutil.rmtree(partial, ignore_errors=True)
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config_slice, sort_keys=False))
 
     def complete(self, metrics: dict, artifacts: dict[str, str], upstream: dict[str, str],

@@ -18,6 +18,10 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+# Bump when a change to code makes earlier cached stage outputs invalid: it is part of every stage hash.
+# Here, in this project-import-free module, so pipeline.runs (which every writer imports) stays light.
+SCHEMA_VERSION = 5
+
 
 class ConfigError(Exception):
     """A user error in a config: one line per problem, each naming the key path and the fix."""

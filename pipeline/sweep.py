@@ -17,16 +17,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from benchmarks.backends import FAMILY_BACKEND
+from exporters.formats import FORMATS, SHIPPED_FORMAT
 from pipeline.config import load_config
 from pipeline.contract import load_benchmark, load_data_stats
 from pipeline.orchestrate import run_pipeline
 from pipeline.report.figures import latency_vs_error, pareto_front
-from pipeline.runs import atomic_write_json, atomic_write_text
+from pipeline.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 TEACHER_RATIO = 1.15  # the student's int8 error may be at most this multiple of the teacher's
-SHIPPED = ("tflite_int8", "litert")  # the (format, backend) the choice is made on
+SHIPPED = (SHIPPED_FORMAT, FAMILY_BACKEND[FORMATS[SHIPPED_FORMAT].family])  # the (format, backend) the choice is made on
 
 
 def _rows_of(bench: dict, student: str, threads: int) -> list[dict]:
@@ -115,6 +117,6 @@ def run_sweep(config: str, overrides: list[str], students: list[str], out: Path,
     atomic_write_json(root / "sweep.json", result)
     atomic_write_text(root / "sweep.md", format_md(rows, choice))
     # deployable artifacts only in the plot (torch eager rows stay in the table)
-    (root / "sweep.png").write_bytes(latency_vs_error([r for r in rows if r["backend"] != "torch"], units))
+    atomic_write_bytes(root / "sweep.png", latency_vs_error([r for r in rows if r["backend"] != "torch"], units))
     log.info("sweep: wrote %s", root)
     return result

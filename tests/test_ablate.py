@@ -53,9 +53,14 @@ def test_tiny_ablation_grid(tmp_path):
     run = subprocess.run([sys.executable, "-m", "pipeline", "run", "sinusoid", *TINY_SINUSOID, "benchmark.enabled=false",
                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
+    # the report writes only into its own folder: with the ablation's plot gone it draws one for itself
+    (study / "ablation.png").unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in study.iterdir()}
     rep = subprocess.run([sys.executable, "-m", "pipeline", "report", str(tmp_path / "run" / "sinusoid"),
                           "--ablation", str(study)], capture_output=True, text=True, timeout=600)
     assert rep.returncode == 0, rep.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in study.iterdir()} == before
+    assert next((tmp_path / "run" / "sinusoid").glob("report-*/figures/ablation.png")).stat().st_size > 5000
     md = next((tmp_path / "run" / "sinusoid").glob("report-*/report.md")).read_text()
     assert "Method: ablation" in md and tor_line in md and auto_line in md
     html = next((tmp_path / "run" / "sinusoid").glob("report-*/report.html")).read_text()

@@ -15,7 +15,8 @@ from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.data.read_csv import read_csv_source
 from pipeline.orchestrate import run_pipeline
-from pipeline.runs import SCHEMA_VERSION, ArtifactError, UserError, check_writable, load_checkpoint
+from pipeline.runs import ArtifactError, UserError, check_writable, load_checkpoint
+from pipeline.schema import SCHEMA_VERSION
 from tests.conftest import run_cli
 from tests.test_datasets_formats import write_csv
 

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.orchestrate import plan, run_pipeline
-from pipeline.runs import _atomic, atomic_write_json, stage_hash
+from pipeline.runs import atomic_save, atomic_write_json, stage_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -106,6 +106,6 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        _atomic(target, torn)
+        atomic_save(target, torn)
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -1,10 +1,12 @@
 """TOR, TBR and the threshold rules against plain element-wise references on seeded tensors."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from pipeline.config import DistillConfig
 from pipeline.losses import (
     METHODS,
     LossParams,
@@ -14,6 +16,11 @@ from pipeline.losses import (
     tbr_loss,
     tor_loss,
 )
+
+
+def _params(**changes) -> LossParams:
+    """The schema's default loss knobs with ``changes``: the defaults live only in the config schema."""
+    return replace(LossParams.from_config(DistillConfig()), **changes)
 
 
 def _data(seed=0, n=64, d=3):
@@ -73,7 +80,7 @@ def test_robust_sigma_matches_reference():
 @pytest.mark.parametrize("rule", ["chauvenet", "mad_k", "fixed"])
 def test_tor_batch_sigma_matches_reference(branch, rule):
     h, y, y_t = _data(seed=1)
-    p = LossParams(outlier_branch=branch, threshold=rule, sigma_from="batch", eps=1e-6)
+    p = _params(outlier_branch=branch, threshold=rule, sigma_from="batch", eps=1e-6)
     loss, inlier = tor_loss(h, y, y_t, p)
     sig = ref_sigma(y - y_t)
     e_out = [ref_threshold(s, rule, y.shape[0]) for s in sig]
@@ -86,7 +93,7 @@ def test_tor_batch_sigma_matches_reference(branch, rule):
 
 def test_tor_dataset_threshold_is_used_as_given():
     h, y, y_t = _data(seed=2)
-    p = LossParams(sigma_from="dataset", dataset_threshold=(1.0, 1000.0, 5.0), outlier_branch="l1")
+    p = _params(sigma_from="dataset", dataset_threshold=(1.0, 1000.0, 5.0), outlier_branch="l1")
     loss, inlier = tor_loss(h, y, y_t, p)
     assert float(loss) == pytest.approx(ref_tor(h, y, y_t, "l1", [1.0, 1000.0, 5.0], 0), rel=1e-5)
     assert inlier[:, 1].all()
@@ -94,7 +101,7 @@ def test_tor_dataset_threshold_is_used_as_given():
 
 def test_chauvenet_values_and_no_solution_case():
     sigma = torch.tensor([3.0, 50.0, 0.0])
-    e = outlier_threshold(sigma, "chauvenet", beta=128, alpha=2.0)
+    e = outlier_threshold(sigma, "chauvenet", beta=128, alpha=2.0, k=3.0, fixed=15.0)
     assert float(e[0]) == pytest.approx(ref_threshold(3.0, "chauvenet", 128), rel=1e-6)
     # sqrt(2 pi) * 50 * 2 / 128 = 1.96 >= 1: no solution -> flag nothing
     assert math.isinf(float(e[1])) and math.isinf(float(e[2]))
@@ -107,14 +114,14 @@ def test_sqrt_branch_gradient_finite_at_zero():
     y_t = torch.zeros(4, 1)
     y = torch.full((4, 1), 100.0)  # all outliers
     h = torch.zeros(4, 1, requires_grad=True)  # exactly on the teacher: |h - y_T| = 0
-    loss, _ = tor_loss(h, y, y_t, LossParams(threshold="fixed", fixed=1.0, sigma_from="batch", eps=1e-6))
+    loss, _ = tor_loss(h, y, y_t, _params(threshold="fixed", fixed=1.0, sigma_from="batch", eps=1e-6))
     loss.backward()
     assert torch.isfinite(h.grad).all()
 
 
 def test_tbr_matches_reference():
     h, y, y_t = _data(seed=3)
-    p = LossParams(tbr_margin=2.0, tbr_nu=0.3)
+    p = _params(tbr_margin=2.0, tbr_nu=0.3)
     out = tbr_loss(h, y, y_t, p)
     n = h.shape[0]
     sl1 = 0.0
@@ -136,7 +143,7 @@ def test_tbr_matches_reference():
 def test_every_method_gives_finite_loss_and_grads(name):
     h, y, y_t = _data(seed=4)
     ht = h.detach().clone().requires_grad_(True)
-    out = METHODS[name].loss(h, ht, y, y_t, LossParams(sigma_from="batch"))
+    out = METHODS[name].loss(h, ht, y, y_t, _params(sigma_from="batch"))
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and torch.isfinite(h.grad).all()
     # only two-headed methods train the teacher head
@@ -146,7 +153,7 @@ def test_every_method_gives_finite_loss_and_grads(name):
 def test_kd_mix_endpoints():
     h, y, y_t = _data(seed=5)
     for w, target in ((0.0, y), (1.0, y_t)):
-        out = METHODS["kd_mix"].loss(h, h, y, y_t, LossParams(kd_mix_weight=w))
+        out = METHODS["kd_mix"].loss(h, h, y, y_t, _params(kd_mix_weight=w))
         assert float(out["loss"]) == pytest.approx(float(((h - target) ** 2).mean()), rel=1e-6)
 
 
@@ -155,8 +162,8 @@ def test_sample_rejection_rejects_every_output_of_a_flagged_sample():
     y = y.clone()
     y[:8, 1] = y_t[:8, 1]  # outlier samples with one output that agrees with the teacher
     e_out = (10.0, 10.0, 10.0)
-    by_elem = LossParams(sigma_from="dataset", dataset_threshold=e_out, reject="element", outlier_branch="l1")
-    by_sample = LossParams(sigma_from="dataset", dataset_threshold=e_out, reject="sample", outlier_branch="l1")
+    by_elem = _params(sigma_from="dataset", dataset_threshold=e_out, reject="element", outlier_branch="l1")
+    by_sample = _params(sigma_from="dataset", dataset_threshold=e_out, reject="sample", outlier_branch="l1")
     _, keep_elem = tor_loss(h, y, y_t, by_elem)
     loss, keep_sample = tor_loss(h, y, y_t, by_sample)
     assert keep_elem[:8, 1].all() and not keep_sample[:8].any()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.backends import BACKENDS
 from benchmarks.harness import format_table
 from pipeline import api
 from pipeline.cli.common import add_run_dir, finish
@@ -15,7 +16,7 @@ from pipeline.schema import ConfigError
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmark a finished run's artifacts: python -m pipeline bench runs/NAME")
     add_run_dir(p)
-    p.add_argument("--backends", help="comma-separated: torch,onnxruntime,litert,coreml,android (default: all)")
+    p.add_argument("--backends", help=f"comma-separated: {','.join(BACKENDS)} (default: the run's)")
     p.add_argument("--threads", help="comma-separated CPU thread counts, e.g. 1,2 (default: the run's)")
     p.add_argument("--repeats", type=int, help="timing repeats per artifact and thread count")
     p.add_argument("--device", metavar="adb:SERIAL", help="also run on an Android device over adb ('adb' alone: "

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -42,7 +43,6 @@ from pipeline.data.reading import (
 from pipeline.schema import option
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-TEST_SETS = ("aflw2000", "biwi")
 
 
 @dataclass
@@ -204,14 +204,15 @@ def _biwi_paths(cfg: BiwiConfig) -> tuple[Path, Path | None]:
     raise SourceError(f"data.biwi.root: {root} does not exist; point it at a BIWI .npz file or its folder")
 
 
-def read_test_set(name: str, data_cfg, size: int, skipped: Counter) -> SplitData:
-    """A whole dataset used as another source's test split (cross-dataset protocol)."""
-    if name == "aflw2000":
-        return read_mat_folder(data_cfg.aflw2000, "data.aflw2000", size, skipped, "aflw2000: ")
-    if name == "biwi":
-        first, test = _biwi_paths(data_cfg.biwi)
-        return _read_npz(test or first, "data.biwi.root", data_cfg.biwi, size, skipped, "biwi: ")
-    raise SourceError(f"unknown test set {name!r}; use one of: {', '.join(TEST_SETS)}")
+def read_aflw2000_whole(data_cfg, size: int, skipped: Counter) -> SplitData:
+    """AFLW2000 read whole, as another source's test split (``Source.read_whole``)."""
+    return read_mat_folder(data_cfg.aflw2000, "data.aflw2000", size, skipped, "aflw2000: ")
+
+
+def read_biwi_whole(data_cfg, size: int, skipped: Counter) -> SplitData:
+    """BIWI's test file (or its one file) read whole, as another source's test split."""
+    first, test = _biwi_paths(data_cfg.biwi)
+    return _read_npz(test or first, "data.biwi.root", data_cfg.biwi, size, skipped, "biwi: ")
 
 
 def _tail(n: int, fraction: float) -> np.ndarray:
@@ -234,9 +235,11 @@ def _finish(full: SplitData, test: SplitData | None, val_fraction: float, test_f
     return SourceData(splits, POSE_NAMES, DEGREES, POSE_MIRROR, skipped)
 
 
-def read_pose_mat(data_cfg, section: str) -> SourceData:
+def read_pose_mat(data_cfg, section: str, read_test_set: Callable[[str, Any, int, Counter], SplitData]
+                  ) -> SourceData:
     """Source ``300w_lp`` (section ``w300_lp``) or ``aflw2000``: train/val from this folder, test from
-    the ``test`` datasets (cross-dataset) or carved from it."""
+    the ``test`` datasets (cross-dataset, each read by ``read_test_set(name, data_cfg, size, skipped)``,
+    which the sources table supplies) or carved from it."""
     cfg: PoseMatConfig = getattr(data_cfg, section)
     skipped: Counter = Counter()
     full = read_mat_folder(cfg, f"data.{section}", cfg.image_size, skipped)

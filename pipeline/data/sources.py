@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.data import read_csv, read_gaze, read_pose, sinusoid, synthetic_faces
 from pipeline.data.convention import DEGREES, POSE_MIRROR, POSE_NAMES
-from pipeline.data.reading import SourceData, SplitData
+from pipeline.data.reading import SourceData, SourceError, SplitData
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class Source:
     read: Callable[..., SourceData]  # (DataConfig) -> clean splits and label meaning
     label_range: Callable[..., tuple[np.ndarray, np.ndarray]]  # (DataConfig) -> (low, high) per output
     by_count: bool = False  # split sizes come from data.n_train / n_val / n_test
+    # (DataConfig, image size, skip counter) -> the whole dataset as another source's test split; None:
+    # this source cannot serve as one (cross-dataset protocol: data.<section>.test)
+    read_whole: Callable[..., SplitData] | None = None
 
 
 def _split_sizes(cfg) -> dict[str, int]:
@@ -57,19 +60,32 @@ def _read_sinusoid(cfg) -> SourceData:
     return SourceData(splits, ("y",), "units", None)
 
 
+def _read_test_set(name: str, data_cfg, size: int, skipped) -> SplitData:
+    if name not in TEST_SETS:
+        raise SourceError(f"unknown test set {name!r}; use one of: {', '.join(TEST_SETS)}")
+    return SOURCES[name].read_whole(data_cfg, size, skipped)
+
+
 SOURCES: dict[str, Source] = {
     "synthetic_faces": Source("synthetic_faces", "image", "synthetic_faces", _read_faces, _faces_range, True),
     "sinusoid": Source("sinusoid", "vector", "sinusoid", _read_sinusoid,
                        lambda cfg: sinusoid.label_range(cfg.sinusoid), True),
-    "300w_lp": Source("300w_lp", "image", "w300_lp", lambda cfg: read_pose.read_pose_mat(cfg, "w300_lp"),
+    "300w_lp": Source("300w_lp", "image", "w300_lp", lambda cfg: read_pose.read_pose_mat(cfg, "w300_lp", _read_test_set),
                       lambda cfg: read_pose.pose_range(cfg.w300_lp.max_angle)),
-    "aflw2000": Source("aflw2000", "image", "aflw2000", lambda cfg: read_pose.read_pose_mat(cfg, "aflw2000"),
-                       lambda cfg: read_pose.pose_range(cfg.aflw2000.max_angle)),
-    "biwi": Source("biwi", "image", "biwi", read_pose.read_biwi, lambda cfg: read_pose.pose_range(cfg.biwi.max_angle)),
+    "aflw2000": Source("aflw2000", "image", "aflw2000",
+                       lambda cfg: read_pose.read_pose_mat(cfg, "aflw2000", _read_test_set),
+                       lambda cfg: read_pose.pose_range(cfg.aflw2000.max_angle),
+                       read_whole=read_pose.read_aflw2000_whole),
+    "biwi": Source("biwi", "image", "biwi", read_pose.read_biwi, lambda cfg: read_pose.pose_range(cfg.biwi.max_angle),
+                   read_whole=read_pose.read_biwi_whole),
     "mpiigaze": Source("mpiigaze", "image", "mpiigaze", read_gaze.read_mpiigaze,
                        lambda cfg: read_gaze.gaze_range(cfg.mpiigaze)),
     "csv": Source("csv", "image", "csv", read_csv.read_csv_source, lambda cfg: read_csv.csv_range(cfg.csv)),
 }
+
+
+# The sources another source can read whole as its test split (config validation lists these)
+TEST_SETS: tuple[str, ...] = tuple(n for n, s in SOURCES.items() if s.read_whole is not None)
 
 
 def sections_used(cfg) -> list[str]:

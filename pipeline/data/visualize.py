@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pipeline.data.face_render import rotation_matrices
+from pipeline.runs import atomic_save
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,6 @@ def contact_sheet(images: np.ndarray, poses_true: np.ndarray, path: str | Path,
             draw.rectangle([x0 - 2, y0 - 2, x0 + w + 1, y0 + h + 1], outline=(255, 0, 0), width=2)
         y, p, r = (float(v) for v in poses_true[i])
         draw.text((x0, y0 + h + 1), f"{y:.0f} {p:.0f} {r:.0f}", fill=(220, 220, 220))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    path = atomic_save(Path(path), lambda tmp: sheet.save(tmp, format="PNG"))
     log.info("contact sheet of %d images -> %s", n, path)
     return path

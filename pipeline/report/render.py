@@ -14,7 +14,7 @@ from pipeline import contract
 from pipeline.contract import ReportMetrics, Run
 from pipeline.report import sections as sec
 from pipeline.report.sections import Alert, Figure, Section, Table, num
-from pipeline.runs import atomic_write_text
+from pipeline.runs import atomic_write_bytes, atomic_write_text
 
 HTML_FILE = "report.html"
 MD_FILE = "report.md"
@@ -119,7 +119,6 @@ def render_report(run: Run, out_dir: Path, ablation: Path | None = None) -> Repo
         md += [f"## {s.title}", ""] + [_block(b, False) + "\n" for b in s.blocks]
     atomic_write_text(out_dir / MD_FILE, "\n".join(md))
     for f in figs:
-        (out_dir / FIG_DIR).mkdir(parents=True, exist_ok=True)
-        (out_dir / FIG_DIR / f"{f.name}.png").write_bytes(f.png)
+        atomic_write_bytes(out_dir / FIG_DIR / f"{f.name}.png", f.png)
     return ReportMetrics(HTML_FILE, MD_FILE, len(figs), str(ablation) if ablation else None,
                          [s.id for s in sections])

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.backends import FAMILY_BACKEND
+from exporters.formats import FORMATS, SHIPPED_FORMAT, TEACHER_REFERENCE_FORMAT
 from pipeline import contract
 from pipeline.ablation_tables import load_ablation, markdown_table, plot
 from pipeline.contract import Run
@@ -74,10 +76,12 @@ def headline_rows(bench: dict) -> dict[str, dict | None]:
     (LiteRT, the fewest threads measured), when they ran."""
     threads = min(bench.get("threads") or [1])
 
+    on = FAMILY_BACKEND[FORMATS[SHIPPED_FORMAT].family]
+
     def pick(artifact: str) -> dict | None:
-        return next((r for r in bench["rows"] if r["artifact"] == artifact and r["backend"] == "litert"
+        return next((r for r in bench["rows"] if r["artifact"] == artifact and r["backend"] == on
                      and r["threads"] == threads and r["status"] == "ok"), None)
-    return {"student": pick("student/tflite_int8"), "teacher": pick("teacher/tflite_fp32")}
+    return {"student": pick(f"student/{SHIPPED_FORMAT}"), "teacher": pick(f"teacher/{TEACHER_REFERENCE_FORMAT}")}
 
 
 def failures_section(run: Run, bench: dict | None) -> Section | None:
@@ -203,10 +207,11 @@ def ablation_section(ablation_dir: Path | None, figs: list[Figure]) -> Section |
     result, grid = load_ablation(ablation_dir)
     s = Section("method", "Method: ablation")
     s.blocks.append(f"{len(result['rows'])} runs from {ablation_dir / 'ablation.json'}")
-    tmp = Path(ablation_dir) / "ablation.png"
-    if not tmp.is_file():
-        plot(result["rows"], grid, tmp)
-    figs.append(Figure("ablation", tmp.read_bytes(), "clean-test MAE vs outlier fraction per method"))
+    # The ablation's own plot when it has one; else drawn here. Either way render writes it into the
+    # report's folder: a stage writes only into its own folder, never into the ablation's.
+    drawn = Path(ablation_dir) / "ablation.png"
+    png = drawn.read_bytes() if drawn.is_file() else plot(result["rows"], grid)
+    figs.append(Figure("ablation", png, "clean-test MAE vs outlier fraction per method"))
     s.blocks.append(figs[-1])
     s.blocks.append(("markdown", markdown_table(result["rows"], grid)))
     return s

@@ -48,7 +48,7 @@ def exported_head(cfg: Config) -> str:
     return "mean" if cfg.distill.inference_head == "auto" else cfg.distill.inference_head
 
 
-def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path, reject: str = "element") -> dict:
+def flag_report(data: Dataset, y_t: np.ndarray, e_out: np.ndarray, path, reject: str) -> dict:
     """Write the CSV of training samples whose teacher residual exceeds e_out; score the flagger."""
     y = data.y("train")
     residual = y - y_t
