@@ -9,7 +9,9 @@ BACKENDS: dict[str, str] = {
     "onnxruntime": "ONNX artifacts in onnxruntime's CPU execution provider",
     "litert": "TFLite artifacts in the LiteRT interpreter (XNNPACK) on the host CPU",
     "coreml": "CoreML packages with MLModel.predict (macOS only; skipped elsewhere)",
+    "executorch": "ExecuTorch .pte programs in executorch.runtime (XNNPACK delegate) on the host CPU",
     "android": "TFLite artifacts on a phone over adb with benchmark_model",
 }
 # exporter family -> the host backend that runs its artifacts
-FAMILY_BACKEND: dict[str, str] = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "coreml"}
+FAMILY_BACKEND: dict[str, str] = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "coreml",
+                                  "executorch": "executorch"}

@@ -72,7 +72,8 @@ def _unavailable(t: Target) -> str | None:
 
     if t.backend == "coreml" and platform.system() != "Darwin":
         return "skipped: needs macOS (Core ML runtime); on Linux parity uses a MIL emulation, not timed"
-    need = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "coreml": "coremltools", "torch": "torch"}
+    need = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "coreml": "coremltools", "torch": "torch",
+            "executorch": "executorch.runtime"}
     mod = need.get(t.backend)
     if mod and not has_module(mod):
         return f"skipped: {mod} is not installed"

@@ -4,7 +4,7 @@ Config validation (``export.formats`` lists names from :data:`FORMATS`), the exp
 check and the benchmarks all read this one table, so adding a format is adding a row (and, for a new
 family, one entry in :data:`FAMILIES`). Nothing else in the code base lists formats.
 
-A row says which family writes it (``onnx``, ``tflite``, ``coreml``), at which precision, under which
+A row says which family writes it (``onnx``, ``tflite``, ``coreml``, ``executorch``), at which precision, under which
 file suffix, which Python runtime verifies it, how the input is laid out (NCHW for ONNX and CoreML,
 NHWC for TFLite on phones), whether it is built from the int8 (PT2E-converted) model, and the parity
 tolerance in label units. Tolerances are per precision; :data:`TOLERANCES` carries the reasoning.
@@ -78,6 +78,8 @@ class Family:
     read_meta: str
     requires: tuple[str, ...]  # importable modules needed to export
     tools: tuple[str, ...]  # distributions whose versions go into the artifact's meta
+    extra: str = ""  # the pip extra that installs ``requires`` when it is not a default dependency
+    describe: str = ""  # ``module:function(path) -> dict | None``: what the export report adds about a file
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
@@ -87,6 +89,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao")),
     Family("coreml", "exporters.coreml_bridge:export", "exporters.coreml_bridge:read_meta", ("exporters.coreml", "coremltools"),
            ("torch", "coremltools", "torchao")),
+    Family("executorch", "exporters.executorch:export_executorch", "exporters.executorch:read_executorch_meta",
+           ("executorch",), ("torch", "executorch", "torchao"), extra="executorch",
+           describe="exporters.executorch:describe"),
 ]}
 
 
@@ -137,6 +142,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     _row("coreml", "fp32", ".mlpackage", "coremltools", "NCHW"),
     _row("coreml", "fp16", ".mlpackage", "coremltools", "NCHW"),
     _row("coreml", "int8", ".mlpackage", "coremltools", "NCHW", tolerance_key="int8_fp16"),
+    # XNNPACK runs the int8 Q/DQ graph with integer kernels, like LiteRT's: the int8 tolerance holds.
+    _row("executorch", "fp32", ".pte", "executorch.runtime", "NCHW"),
+    _row("executorch", "int8", ".pte", "executorch.runtime", "NCHW"),
 ]}
 
 
@@ -168,15 +176,28 @@ def has_module(name: str) -> bool:
         return False
 
 
+def _install_hint(fmt: Format) -> str:
+    extra = fmt.family_row.extra
+    return f"; install it with: pip install -e \".[{extra}]\"" if extra else ""
+
+
 def missing_for_export(fmt: Format) -> str | None:
     """Why ``fmt`` cannot be exported here (a missing module), or None."""
     missing = [m for m in fmt.family_row.requires if not has_module(m)]
-    return f"not installed / not available: {', '.join(missing)}" if missing else None
+    return f"not installed / not available: {', '.join(missing)}{_install_hint(fmt)}" if missing else None
 
 
 def missing_runtime(fmt: Format) -> str | None:
     """Why ``fmt`` cannot be verified here (its runtime is missing), or None."""
-    return None if has_module(fmt.runtime) else f"runtime {fmt.runtime!r} is not installed"
+    return None if has_module(fmt.runtime) else f"runtime {fmt.runtime!r} is not installed{_install_hint(fmt)}"
+
+
+def installed_formats(names: list[str]) -> list[str]:
+    """``names`` without the formats of optional families (``Family.extra``) whose extra is not installed.
+
+    Why: the default format list includes ExecuTorch's rows, which need an extra; a default install
+    without it should write every other artifact rather than fail two rows in every run."""
+    return [n for n in names if not FORMATS[n].family_row.extra or missing_for_export(FORMATS[n]) is None]
 
 
 def resolve(ref: str) -> Callable[..., Any]:

@@ -17,6 +17,7 @@ from typing import Literal
 
 import yaml
 
+from exporters.formats import installed_formats
 from pipeline.data.read_csv import CsvConfig
 from pipeline.data.read_gaze import MpiigazeConfig
 from pipeline.data.read_pose import TEST_SETS, BiwiConfig, PoseMatConfig
@@ -170,9 +171,12 @@ class QatConfig:
 
 @dataclass
 class ExportConfig:
-    formats: list[str] = option(["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_int8",
-                             "coreml_fp32", "coreml_fp16", "coreml_int8"],
-                            "artifacts to write (names from exporters.formats.FORMATS)")
+    # ExecuTorch's rows need the executorch extra: without it the default leaves them out.
+    formats: list[str] = option(installed_formats(["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16",
+                                                   "tflite_int8", "coreml_fp32", "coreml_fp16", "coreml_int8",
+                                                   "executorch_fp32", "executorch_int8"]),
+                            "artifacts to write (names from exporters.formats.FORMATS; the default has the "
+                            "executorch rows when the executorch extra is installed)")
     int8_io: bool = option(False, "tflite_int8: int8 input/output tensors instead of float I/O")
     parity_samples: int = option(32, "clean test images every artifact is checked on", min=1, max=4096)
 
@@ -192,8 +196,8 @@ class AndroidBenchConfig:
 @dataclass
 class BenchmarkConfig:
     enabled: bool = option(True, "run the benchmark stage (false: the stage is skipped)")
-    backends: list[str] = option(["torch", "onnxruntime", "litert", "coreml", "android"],
-                                 "backends to measure (torch, onnxruntime, litert, coreml, android)")
+    backends: list[str] = option(["torch", "onnxruntime", "litert", "coreml", "executorch", "android"],
+                                 "backends to measure (torch, onnxruntime, litert, coreml, executorch, android)")
     threads: list[int] = option([1, 2], "CPU thread counts; every artifact is timed at each")
     teacher_formats: list[str] = option(["onnx_fp32", "tflite_fp32"],
                                         "formats the teacher is exported to, so student/teacher ratios are measured")
@@ -287,6 +291,9 @@ def consistency_problems(cfg: Config) -> list[str]:
     for i, name in enumerate(cfg.export.formats):
         if name not in FORMATS:
             out.append(f"export.formats[{i}]: unknown format {name!r}; use any of: " + ", ".join(FORMATS))
+        elif name not in installed_formats([name]):
+            out.append(f"export.formats[{i}]: {name} needs the {FORMATS[name].family_row.extra} extra; "
+                       f"install it with: pip install -e \".[{FORMATS[name].family_row.extra}]\" (or drop {name})")
     for i, name in enumerate(cfg.benchmark.teacher_formats):
         if name not in FORMATS or FORMATS[name].needs_int8_model:
             out.append(f"benchmark.teacher_formats[{i}]: {name!r} is not a float format; use any of: "
