@@ -6,6 +6,7 @@ Commands:
   show-config CONFIG [key.path=value ...]   print the resolved config (every default filled in)
   export RUN_DIR [--formats NAME ...] [--int8-io]   re-export a finished run (runs/<experiment>)
   bench RUN_DIR [--backends ..] [--threads 1,2] [--repeats N] [--device adb:SERIAL --benchmark-model PATH]
+        [--max-error DEG]
                                             benchmark a finished run's artifacts (host and Android)
   sweep CONFIG [key.path=value ...] [--students a,b,c] [--out DIR]
                                             one run per student, a latency-vs-error table and plot
@@ -96,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--device", metavar="adb:SERIAL", help="also run on an Android device over adb ('adb' alone: "
                     "the only attached device)")
     be.add_argument("--benchmark-model", metavar="PATH", help="the benchmark_model binary to push to the device")
+    be.add_argument("--max-error", type=float, metavar="DEG", help="exit 1 when an artifact's own clean-test "
+                    "MAE (label units, e.g. degrees) is above DEG or was not measured (for CI)")
     rp = sub.add_parser("report", help="(re)write a finished run's report.html and report.md: "
                         "python -m pipeline report runs/NAME")
     rp.add_argument("run_dir", help="the run folder, <out>/<experiment>")
@@ -217,6 +220,8 @@ def _sweep(args) -> int:
 
 def _bench(args) -> int:
     """Rerun only the benchmark stage of a finished run and print its table."""
+    if args.max_error is not None and not args.max_error > 0:
+        raise ConfigError([f"--max-error {args.max_error}: give a positive error in label units, e.g. 5 (degrees)"])
     overrides = []
     if args.backends:
         overrides.append(f"benchmark.backends=[{args.backends}]")
@@ -247,6 +252,14 @@ def _bench(args) -> int:
         from benchmarks.harness import format_table
 
         print("\n" + format_table(json.loads(bench_json.read_text())))
+        if args.max_error is not None:
+            from benchmarks.harness import accuracy_violations
+
+            over = accuracy_violations(json.loads(bench_json.read_text()), args.max_error)
+            for line in over:
+                print(f"above --max-error: {line}", file=sys.stderr)
+            if over:
+                return max(1, _exit_code(result))
     return _exit_code(result)
 
 

@@ -30,7 +30,7 @@ from exporters.formats import FORMATS, ExportOptions
 from exporters.metadata import META_FILE, base_meta
 from pipeline import __version__
 from pipeline.config import Config
-from pipeline.contract import BenchmarkMetrics, as_metrics, read_metrics
+from pipeline.contract import BenchmarkMetrics, as_metrics, load_export_report, read_metrics
 from pipeline.data.dataset import load_dataset
 from pipeline.device import DeviceInfo
 from pipeline.models.complexity import count_macs, count_params
@@ -50,9 +50,10 @@ def config_slice(cfg: Config) -> dict:
 
 
 def _export_teacher(cfg: Config, teacher: torch.nn.Module, x: np.ndarray, names: list[str], units: str,
-                    out: Path) -> tuple[dict[str, Path], list[dict]]:
+                    out: Path) -> tuple[dict[str, Path], list[dict], dict]:
     """Export the teacher (float formats only) with the same exporters and parity checks as the student:
-    (verified or exported artifacts by format, the failed ones as ``{"artifact", "stage", "reason"}``)."""
+    (verified or exported artifacts by format, the failed ones as ``{"artifact", "stage", "reason"}``,
+    the export report)."""
     idx = np.linspace(0, len(x) - 1, min(PARITY_SAMPLES, len(x))).astype(int)
     meta = base_meta(name=f"{cfg.experiment}-teacher", version=__version__,
                      description=f"{cfg.teacher.arch} teacher ({units}) for {', '.join(names)}",
@@ -64,7 +65,8 @@ def _export_teacher(cfg: Config, teacher: torch.nn.Module, x: np.ndarray, names:
     failed = [_failure("teacher", failure_line(r), "benchmark (teacher export)") for r in recs if r["status"] == "failed"]
     for f in failed:
         log.error("%s not benchmarked: %s (details in %s)", f["artifact"], f["reason"], out / "export_report.json")
-    return {r["format"]: out / r["path"] for r in recs if r.get("path") and r["status"] != "failed"}, failed
+    return ({r["format"]: out / r["path"] for r in recs if r.get("path") and r["status"] != "failed"}, failed,
+            report)
 
 
 def _failure(model: str, line: str, stage: str) -> dict:
@@ -78,10 +80,12 @@ def _export_failures(ctx: StageContext) -> list[dict]:
     return [_failure("student", line, "export") for line in read_metrics(ctx.upstream["export"].path).failures]
 
 
-def _artifact_target(model: str, name: str, path: Path, params: int, macs: int) -> Target:
+def _artifact_target(model: str, name: str, path: Path, params: int, macs: int, report: dict) -> Target:
+    """``report``: the export report the artifact is in (its status says whether parity ran)."""
     fmt = FORMATS[name]
+    verified = (report["artifacts"].get(name) or {}).get("status") == "verified"
     return Target(f"{model}/{name}", model, name, fmt.precision, FAMILY_BACKEND[fmt.family], path,
-                  path.parent / META_FILE, params, macs)
+                  path.parent / META_FILE, params, macs, verified=verified)
 
 
 def _targets(cfg: Config, ctx: StageContext, x: np.ndarray, names: list[str], units: str
@@ -104,12 +108,14 @@ def _targets(cfg: Config, ctx: StageContext, x: np.ndarray, names: list[str], un
     targets.append(Target("teacher/torch_teacher", "teacher", "torch_teacher", "fp32", "torch",
                           up["teacher"].path, params=t_params, macs=t_macs, shape=shape))
     exported = (up["export"].manifest() or {}).get("artifacts", {})
+    student_report = load_export_report(up["export"].path) if exported else {"artifacts": {}}
     for name, rel in exported.items():
         if name in FORMATS:
-            targets.append(_artifact_target("student", name, up["export"].path / rel, s_params, s_macs))
-    teacher_artifacts, failed = _export_teacher(cfg, teacher, x, names, units, ctx.dir / TEACHER_DIR)
+            targets.append(_artifact_target("student", name, up["export"].path / rel, s_params, s_macs,
+                                            student_report))
+    teacher_artifacts, failed, teacher_report = _export_teacher(cfg, teacher, x, names, units, ctx.dir / TEACHER_DIR)
     for name, path in teacher_artifacts.items():
-        targets.append(_artifact_target("teacher", name, path, t_params, t_macs))
+        targets.append(_artifact_target("teacher", name, path, t_params, t_macs, teacher_report))
     wanted = set(cfg.benchmark.backends)
     return [t for t in targets if t.backend in wanted], torch_models, failed
 
