@@ -56,10 +56,10 @@ class Target:
     backend: str
     path: Path
     meta: Path | None = None  # model_meta.json beside an artifact
-    verified: bool = True  # an exported artifact whose parity was not checked here: False
     params: int | None = None
     macs: int | None = None
     shape: list[int] = field(default_factory=list)  # torch input shape (batch 1)
+    verified: bool = True  # an exported artifact whose parity was not checked here: False
 
     @property
     def size_bytes(self) -> int | None:

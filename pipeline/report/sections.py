@@ -245,7 +245,7 @@ BENCH_COLS = ["artifact", "backend", "threads", "legend", "p50_ms", "p90_ms", "p
               "peak_rss_mb", "rss_increase_mb", "size_bytes", "test_mae", "macs_per_s"]
 
 
-def _legend(row: dict) -> str:
+def legend_cell(row: dict) -> str:
     """The row's legend, with the reason when it was not timed (rows of runs before the legend existed: status)."""
     shown = row.get("legend") or row["status"]
     return shown if row["status"] == "ok" or shown.startswith("failed") else f"{shown} ({row['status']})"
@@ -257,7 +257,7 @@ def benchmark_section(run: Run, bench: dict | None, units: str, figs: list[Figur
         s.blocks.append(f"benchmark stage: {run.status('benchmark')}")
         return s
     s.blocks += list((bench.get("headline") or {}).get("int8_notes") or [])  # int8 slower than fp32 here, and why
-    s.blocks.append(Table("bench_rows", BENCH_COLS, [[_legend(r) if c == "legend" else r.get(c) for c in BENCH_COLS]
+    s.blocks.append(Table("bench_rows", BENCH_COLS, [[legend_cell(r) if c == "legend" else r.get(c) for c in BENCH_COLS]
                                                      for r in bench["rows"]],
                           f"timing plan {json.dumps(bench.get('plan'))}; latency per batch-1 call, fps = 1000 / p50; "
                           "load: opening the model in its runtime (library already imported); peak/increase: "
