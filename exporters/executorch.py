@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.formats import FORMATS, ExportOptions
+from exporters.formats import FAMILIES, FORMATS, ExportOptions
 from exporters.qdq import eval_copy, is_quantized
 
 log = logging.getLogger(__name__)
 
 META_METHOD = "model_meta"
 DELEGATION_METHOD = "delegation"
-INSTALL_HINT = 'install it with: pip install -e ".[executorch]"'
+INSTALL_HINT = f'install it with: pip install -e ".[{FAMILIES["executorch"].extra}]"'
 # graph bookkeeping, not ops: a delegate's outputs are unpacked with getitem outside it
 _NOT_OPS = {"getitem"}
 

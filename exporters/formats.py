@@ -215,11 +215,11 @@ def meta_reader(fmt: Format) -> Callable[..., Any]:
 
 
 def main() -> None:
-    print(f"{'name':<12} {'family':<7} {'prec':<5} {'suffix':<10} {'layout':<6} {'int8':<5} "
+    print(f"{'name':<16} {'family':<10} {'prec':<5} {'suffix':<10} {'layout':<6} {'int8':<5} "
           f"{'tol':>7}  runtime / availability")
     for f in FORMATS.values():
         why = missing_for_export(f) or missing_runtime(f) or "ok"
-        print(f"{f.name:<12} {f.family:<7} {f.precision:<5} {f.suffix:<10} {f.layout:<6} "
+        print(f"{f.name:<16} {f.family:<10} {f.precision:<5} {f.suffix:<10} {f.layout:<6} "
               f"{str(f.needs_int8_model):<5} {f.tolerance:>7g}  {f.runtime}: {why}")
     for p, t in TOLERANCES.items():
         print(f"\n{p}: {t.max_abs:g} label units - {t.why}")
