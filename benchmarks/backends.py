@@ -27,6 +27,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in [
             "tflite"),
     Backend("coreml", "CoreML packages with MLModel.predict (macOS only; skipped elsewhere)", "coremltools", "coreml",
             "Darwin"),
+    Backend("executorch", "ExecuTorch .pte programs in executorch.runtime (XNNPACK delegate) on the host CPU",
+            "executorch.runtime", "executorch"),
     Backend("android", "TFLite artifacts on a phone over adb with benchmark_model", ""),
 ]}
 # exporter family -> the host backend that runs its artifacts

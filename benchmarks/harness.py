@@ -30,9 +30,19 @@ from pipeline.device import host_description, int8_dot_features
 
 log = logging.getLogger(__name__)
 
-CSV_FIELDS = ("artifact", "model", "format", "precision", "backend", "threads", "device", "status", "size_bytes",
-              "params", "macs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "p50_min_ms", "p50_max_ms",
-              "runs", "macs_per_s", "peak_fraction", "test_mae", "how")
+CSV_FIELDS = ("artifact", "model", "format", "precision", "backend", "threads", "device", "status", "legend",
+              "size_bytes", "params", "macs", "load_ms", "first_run_ms", "peak_rss_mb", "rss_increase_mb", "fps",
+              "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "p50_min_ms", "p50_max_ms", "runs", "macs_per_s",
+              "peak_fraction", "test_mae", "how")
+# What each row's ``legend`` says, in the order an artifact goes through them (Ultralytics-style pass/fail).
+LEGEND = {
+    "benchmarked": "exported, verified against PyTorch and timed here",
+    "verified": "exported and verified against PyTorch, not timed on this host (the reason is its status)",
+    "exported": "written but not verified (its runtime is missing here), not timed",
+    "failed": "export, parity, the runtime or the timing failed; the reason follows",
+}
+# worker figures copied onto a row as they are
+WORKER_FIGURES = ("import_ms", "load_ms", "first_run_ms", "idle_rss_mb", "peak_rss_mb", "rss_increase_mb")
 WORKER_TIMEOUT_S = 600
 
 
@@ -50,6 +60,7 @@ class Target:
     params: int | None = None
     macs: int | None = None
     shape: list[int] = field(default_factory=list)  # torch input shape (batch 1)
+    verified: bool = True  # an exported artifact whose parity was not checked here: False
 
     @property
     def size_bytes(self) -> int | None:
@@ -63,6 +74,16 @@ def _row(t: Target, threads: int, device: str, status: str) -> dict:
     return {"artifact": t.artifact, "model": t.model, "format": t.format, "precision": t.precision,
             "backend": t.backend, "threads": threads, "device": device, "status": status,
             "size_bytes": t.size_bytes, "params": t.params, "macs": t.macs}
+
+
+def legend(row: dict, verified: bool = True) -> str:
+    """The row's :data:`LEGEND` entry: ``failed: <reason>`` when its status failed, else how far it got."""
+    status = row.get("status") or ""
+    if status.startswith("failed"):
+        return "failed: " + status.removeprefix("failed:").strip()
+    if status == "ok":
+        return "benchmarked"
+    return "verified" if verified else "exported"
 
 
 def _unavailable(t: Target) -> str | None:
@@ -105,6 +126,8 @@ def measure_host(t: Target, threads: int, plan: TimingPlan, profile: bool, peak:
     lat = res["latency"]
     row.update({k: round(v, 5) if isinstance(v, float) else v for k, v in lat.items()})
     row["how"], row["repeats_detail"], row["profile"] = res["how"], res["repeats"], res["profile"]
+    row.update({k: res.get(k) for k in WORKER_FIGURES})
+    row["fps"] = round(1e3 / lat["p50_ms"], 2) if lat.get("p50_ms") else None  # batch 1: images per second
     if t.macs:
         row["macs_per_s"] = t.macs / (lat["p50_ms"] / 1e3)
         row["peak_fraction"] = round(row["macs_per_s"] / peak, 5) if peak else None
@@ -131,10 +154,13 @@ def run_benchmark(targets: list[Target], threads: list[int], plan: TimingPlan, e
             row["test_mae_per_output"] = err.get("test_mae_per_output")
             if "error_status" in err:
                 row["error_status"] = err["error_status"]
+            row["legend"] = legend(row, t.verified)
             log.info("bench %-22s %-11s x%d %-8s p50 %s ms  test MAE %s", t.artifact, t.backend, n,
                      row["status"][:8], row.get("p50_ms"), row["test_mae"])
             rows.append(row)
-    rows += android_rows or []
+    for r in android_rows or []:
+        r.setdefault("legend", legend(r))
+        rows.append(r)
     return {"host": host, "failures": list(failures or []), "plan": asdict(plan), "threads": threads,
             "rows": rows, "headline": headline(rows, host)}
 
@@ -217,19 +243,41 @@ def format_table(result: dict) -> str:
     if out:
         out.append("")
     head = f"{'artifact':<22} {'backend':<11} {'thr':>3} {'p50 ms':>8} {'p50 spread':>17} {'p99 ms':>8} " \
-           f"{'size KB':>8} {'MAE':>7}  status"
+           f"{'fps':>7} {'load ms':>8} {'peak MB':>7} {'+MB':>6} {'size KB':>8} {'MAE':>7}  legend"
     out += [head, "-" * len(head)]
     for r in result["rows"]:
         spread = f"{r['p50_min_ms']:.4f}-{r['p50_max_ms']:.4f}" if r.get("p50_min_ms") is not None else ""
         def f(v: object, spec: str) -> str:
             return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
         size = f(r["size_bytes"] / 1024, ".1f") if r.get("size_bytes") else ""
+        shown = r.get("legend") or r["status"]
+        if r["status"] not in ("ok",) and not shown.startswith("failed"):
+            shown += f" ({r['status']})"
         out.append(f"{r['artifact']:<22} {r['backend']:<11} {r['threads']:>3} {f(r.get('p50_ms'), '.4f'):>8} "
-                   f"{spread:>17} {f(r.get('p99_ms'), '.4f'):>8} {size:>8} {f(r.get('test_mae'), '.3f'):>7}  "
-                   f"{r['status'][:60]}")
+                   f"{spread:>17} {f(r.get('p99_ms'), '.4f'):>8} {f(r.get('fps'), '.0f'):>7} "
+                   f"{f(r.get('load_ms'), '.1f'):>8} {f(r.get('peak_rss_mb'), '.0f'):>7} "
+                   f"{f(r.get('rss_increase_mb'), '.0f'):>6} {size:>8} {f(r.get('test_mae'), '.3f'):>7}  {shown[:70]}")
+    out.append("legend: " + "; ".join(f"{k} = {v}" for k, v in LEGEND.items()))
+    out.append("fps = 1000 / p50 ms at batch 1; peak MB = the worker's peak resident memory over import, load and "
+               "runs; +MB = its increase over the idle worker")
     h = dict(result["headline"])
     notes = h.pop("int8_notes", None) or []
     out.append("")
     out += [f"{k}: {v}" for k, v in h.items()]
     out += [f"note: {n}" for n in notes]
     return "\n".join(out)
+
+
+def accuracy_violations(result: dict, max_error: float) -> list[str]:
+    """One line per artifact whose own clean-test error is above ``max_error`` (label units), or could not
+    be measured: what ``bench --max-error`` fails on. Each artifact once, whatever its backends and threads."""
+    out: dict[str, str] = {}
+    for r in result["rows"]:
+        name, mae = r["artifact"], r.get("test_mae")
+        if name in out or (mae is None and "error_status" not in r):
+            continue
+        if mae is None:
+            out[name] = f"{name}: own clean-test error not measured ({r['error_status']})"
+        elif mae > max_error:
+            out[name] = f"{name}: own clean-test MAE {mae:.4g} > --max-error {max_error:g}"
+    return list(out.values())

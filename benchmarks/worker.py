@@ -10,13 +10,23 @@ Backends: ``onnxruntime``, ``litert`` and ``coreml`` open an exported artifact t
 ``exporters.runtimes``; ``torch`` loads a model with :mod:`benchmarks.models` (``path`` names a
 stage folder, ``format`` says which model: ``torch_fp32``, ``torch_int8``, ``torch_teacher``; ``shape``
 gives the input shape).
+
+Besides latency, every job reports what deployers compare at start-up (LiteRT's ``benchmark_model``
+reports the same kinds of figures): ``import_ms`` (loading the runtime library), ``load_ms`` (opening
+the model: parsing, delegate set-up, weight packing), ``first_run_ms`` (the first call), and memory
+from the kernel's peak resident set size of this process (``ru_maxrss``): ``idle_rss_mb`` before the
+runtime is imported (Python, NumPy and this module: what any worker holds), ``peak_rss_mb`` over
+import + load + every timed run, and ``rss_increase_mb``, their difference.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import resource
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +34,30 @@ import numpy as np
 from benchmarks.timing import TimingPlan, time_repeated
 
 PROFILE_RUNS = 300
+# backend -> the modules its load imports, imported first so that load_ms times the model, not the library
+RUNTIME_MODULES = {"torch": ("torch", "benchmarks.models"), "onnxruntime": ("onnxruntime",),
+                   "litert": ("ai_edge_litert.interpreter",), "coreml": ("coremltools",),
+                   "executorch": ("exporters.executorch", "executorch.runtime")}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this program's own memory. Not
+    ``ru_maxrss``: Linux carries it over fork and exec, so a worker started by a large parent (the
+    pipeline holds torch and the data) would report the parent's peak. Elsewhere ``ru_maxrss`` (bytes
+    on macOS), which the harness's fresh worker processes keep meaningful there."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2 ** 10  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1e3, 3)
 
 
 def _input(meta: dict, batch: int = 1) -> np.ndarray:
@@ -66,7 +100,12 @@ def _profile_onnx(path: str, threads: int, x: np.ndarray) -> list[dict]:
 def run_job(job: dict) -> dict:
     plan = TimingPlan(**job.get("plan", {}))
     threads = int(job["threads"])
-    result: dict = {"profile": None}
+    result: dict = {"profile": None, "idle_rss_mb": round(peak_rss_mb(), 1)}
+    start = time.perf_counter()
+    for module in RUNTIME_MODULES.get(job["backend"], ()):
+        importlib.import_module(module)
+    result["import_ms"] = _ms_since(start)
+    start = time.perf_counter()
     if job["backend"] == "torch":
         import torch
 
@@ -89,11 +128,17 @@ def run_job(job: dict) -> dict:
 
         def call() -> object:
             return session.run(x)
-        call()
+    result["load_ms"] = _ms_since(start)
+    start = time.perf_counter()
+    call()
+    result["first_run_ms"] = _ms_since(start)
+    if job["backend"] != "torch":
         result["how"] = session.how
         if job.get("profile") and job["backend"] == "onnxruntime":
             result["profile"] = _profile_onnx(job["path"], threads, x)
     result.update(time_repeated(call, plan))
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    result["rss_increase_mb"] = round(result["peak_rss_mb"] - result["idle_rss_mb"], 1)
     return result
 
 

@@ -30,7 +30,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from exporters.formats import FORMATS, ExportOptions, Format, exporter, meta_reader, missing_for_export
+from exporters.formats import (
+    FORMATS,
+    ExportOptions,
+    Format,
+    exporter,
+    meta_reader,
+    missing_for_export,
+    resolve,
+)
 from exporters.metadata import META_FILE, artifact_meta, base_meta, compare_meta, write_meta
 from exporters.parity import ParityError, ParityResult, check_parity, torch_outputs
 from exporters.qdq import eval_copy
@@ -64,12 +72,23 @@ def _check_embedded(fmt: Format, path: Path, meta: dict) -> tuple[str, list[str]
     return ("read back equal" if not problems else "read back different"), problems
 
 
+def _details(fmt: Format, path: Path) -> dict | None:
+    """What the family reports about a written file (ExecuTorch: the share of ops XNNPACK took), or None."""
+    if not fmt.family_row.describe:
+        return None
+    try:
+        return resolve(fmt.family_row.describe)(path)
+    except Exception as exc:  # the file is judged by the metadata and parity checks that follow
+        log.warning("%s: could not describe %s (%s: %s)", fmt.name, path, type(exc).__name__, exc)
+        return None
+
+
 def _export_one(fmt: Format, float_model: nn.Module, int8_model: nn.Module | None, inputs: torch.Tensor,
                 out_dir: Path, base: dict, n_outputs: int, options: ExportOptions) -> dict:
     rec: dict = {"format": fmt.name, "family": fmt.family, "precision": fmt.precision, "path": None,
                  "meta_path": None, "size_bytes": None, "status": "skipped", "reason": "",
                  "tolerance": options.tolerance(fmt.name), "verified_by": None, "metadata": None,
-                 "parity": None, "seconds": None}
+                 "parity": None, "seconds": None, "details": None}
     model = int8_model if fmt.needs_int8_model else float_model
     rec["reason"] = NO_INT8 if model is None else (missing_for_export(fmt) or "")
     if rec["reason"]:
@@ -90,6 +109,7 @@ def _export_one(fmt: Format, float_model: nn.Module, int8_model: nn.Module | Non
     meta_path = write_meta(meta, fmt_dir / META_FILE)
     rec.update(path=str(path.relative_to(out_dir)), meta_path=str(meta_path.relative_to(out_dir)),
                size_bytes=_size(path), status="exported")
+    rec["details"] = _details(fmt, path)
     rec["metadata"], problems = _check_embedded(fmt, path, meta)
     if problems:
         rec.update(status="failed", reason="embedded metadata differs: " + "; ".join(problems[:10]))

@@ -6,7 +6,7 @@ the sweep and the report all read this one module, so adding a format is adding 
 family, one entry in :data:`FAMILIES`). Nothing else in the code base lists formats
 (tests/test_tables.py checks).
 
-A row says which family writes it (``onnx``, ``tflite``, ``coreml``), at which precision, under which
+A row says which family writes it (``onnx``, ``tflite``, ``coreml``, ``executorch``), at which precision, under which
 file suffix, which Python runtime verifies it, how the input is laid out (NCHW for ONNX and CoreML,
 NHWC for TFLite on phones), whether it is built from the int8 (PT2E-converted) model, and the parity
 tolerance in label units. Tolerances are per precision; :data:`TOLERANCES` carries the reasoning.
@@ -80,6 +80,8 @@ class Family:
     read_meta: str
     requires: tuple[str, ...]  # importable modules needed to export
     tools: tuple[str, ...]  # distributions whose versions go into the artifact's meta
+    extra: str = ""  # the pip extra that installs ``requires`` when it is not a default dependency
+    describe: str = ""  # ``module:function(path) -> dict | None``: what the export report adds about a file
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
@@ -89,6 +91,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao")),
     Family("coreml", "exporters.coreml_bridge:export", "exporters.coreml_bridge:read_meta", ("exporters.coreml", "coremltools"),
            ("torch", "coremltools", "torchao")),
+    Family("executorch", "exporters.executorch:export_executorch", "exporters.executorch:read_executorch_meta",
+           ("executorch",), ("torch", "executorch", "torchao"), extra="executorch",
+           describe="exporters.executorch:describe"),
 ]}
 
 
@@ -140,9 +145,12 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     _row("coreml", "fp32", ".mlpackage", "coremltools", "NCHW"),
     _row("coreml", "fp16", ".mlpackage", "coremltools", "NCHW"),
     _row("coreml", "int8", ".mlpackage", "coremltools", "NCHW", tolerance_key="int8_fp16"),
+    # XNNPACK runs the int8 Q/DQ graph with integer kernels, like LiteRT's: the int8 tolerance holds.
+    _row("executorch", "fp32", ".pte", "executorch.runtime", "NCHW"),
+    _row("executorch", "int8", ".pte", "executorch.runtime", "NCHW"),
 ]}
 
-# The defaults of export.formats and benchmark.teacher_formats (pipeline.config reads them from here).
+# The defaults of export.formats and export.teacher_formats (pipeline.config reads them from here).
 DEFAULT_FORMATS: tuple[str, ...] = tuple(n for n, f in FORMATS.items() if f.default)
 # The artifact shipped to phones, and the teacher artifact it is measured against: the benchmark's
 # headline ratios, the sweep's choice of student and the report's headline compare these two.
@@ -181,15 +189,28 @@ def has_module(name: str) -> bool:
         return False
 
 
+def _install_hint(fmt: Format) -> str:
+    extra = fmt.family_row.extra
+    return f"; install it with: pip install -e \".[{extra}]\"" if extra else ""
+
+
 def missing_for_export(fmt: Format) -> str | None:
     """Why ``fmt`` cannot be exported here (a missing module), or None."""
     missing = [m for m in fmt.family_row.requires if not has_module(m)]
-    return f"not installed / not available: {', '.join(missing)}" if missing else None
+    return f"not installed / not available: {', '.join(missing)}{_install_hint(fmt)}" if missing else None
 
 
 def missing_runtime(fmt: Format) -> str | None:
     """Why ``fmt`` cannot be verified here (its runtime is missing), or None."""
-    return None if has_module(fmt.runtime) else f"runtime {fmt.runtime!r} is not installed"
+    return None if has_module(fmt.runtime) else f"runtime {fmt.runtime!r} is not installed{_install_hint(fmt)}"
+
+
+def installed_formats(names: list[str]) -> list[str]:
+    """``names`` without the formats of optional families (``Family.extra``) whose extra is not installed.
+
+    Why: the default format list includes ExecuTorch's rows, which need an extra; a default install
+    without it should write every other artifact rather than fail two rows in every run."""
+    return [n for n in names if not FORMATS[n].family_row.extra or missing_for_export(FORMATS[n]) is None]
 
 
 def resolve(ref: str) -> Callable[..., Any]:
@@ -207,11 +228,11 @@ def meta_reader(fmt: Format) -> Callable[..., Any]:
 
 
 def main() -> None:
-    print(f"{'name':<12} {'family':<7} {'prec':<5} {'suffix':<10} {'layout':<6} {'int8':<5} "
+    print(f"{'name':<16} {'family':<10} {'prec':<5} {'suffix':<10} {'layout':<6} {'int8':<5} "
           f"{'tol':>7}  runtime / availability")
     for f in FORMATS.values():
         why = missing_for_export(f) or missing_runtime(f) or "ok"
-        print(f"{f.name:<12} {f.family:<7} {f.precision:<5} {f.suffix:<10} {f.layout:<6} "
+        print(f"{f.name:<16} {f.family:<10} {f.precision:<5} {f.suffix:<10} {f.layout:<6} "
               f"{str(f.needs_int8_model):<5} {f.tolerance:>7g}  {f.runtime}: {why}")
     for p, t in TOLERANCES.items():
         print(f"\n{p}: {t.max_abs:g} label units - {t.why}")

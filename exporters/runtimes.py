@@ -14,6 +14,8 @@ Runtimes, one per family:
   default is 1) and its default delegate (XNNPACK on CPU); the input is resized to the batch once
   per new batch size, so a batch is one ``invoke``.
 * coreml - ``MLModel.predict`` on macOS, the MIL evaluator elsewhere (``exporters.coreml``).
+* executorch - ``executorch.runtime`` with the XNNPACK delegate (``exporters.executorch``); the
+  program takes batch 1, so batches run one sample at a time.
 """
 
 from __future__ import annotations
@@ -110,7 +112,13 @@ class CoremlSession:
         pass
 
 
-SESSIONS = {"onnx": OnnxSession, "tflite": TfliteSession, "coreml": CoremlSession}
+def _executorch_session(path: Path, threads: int = 1) -> Session:
+    from exporters.executorch import ExecutorchSession  # imports torch: only when a .pte is opened
+
+    return ExecutorchSession(path, threads)
+
+
+SESSIONS = {"onnx": OnnxSession, "tflite": TfliteSession, "coreml": CoremlSession, "executorch": _executorch_session}
 
 
 def open_runtime(fmt: object, path: Path, threads: int = 1) -> Session:

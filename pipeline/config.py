@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 
 from benchmarks.backends import BACKENDS
-from exporters.formats import DEFAULT_FORMATS, FORMATS, TEACHER_FORMATS
+from exporters.formats import DEFAULT_FORMATS, FORMATS, TEACHER_FORMATS, installed_formats
 from pipeline.data.read_csv import CsvConfig
 from pipeline.data.read_gaze import MpiigazeConfig
 from pipeline.data.read_pose import BiwiConfig, PoseMatConfig
@@ -170,7 +170,10 @@ class QatConfig:
 
 @dataclass
 class ExportConfig:
-    formats: list[str] = option(list(DEFAULT_FORMATS), "artifacts to write (names from exporters.formats.FORMATS)")
+    # ExecuTorch's rows need the executorch extra: without it the default leaves them out.
+    formats: list[str] = option(installed_formats(list(DEFAULT_FORMATS)),
+                                "artifacts to write (names from exporters.formats.FORMATS; the default has the "
+                                "executorch rows when the executorch extra is installed)")
     int8_io: bool = option(False, "tflite_int8: int8 input/output tensors instead of float I/O")
     parity_samples: int = option(32, "clean test images every artifact is checked on", min=1, max=4096)
     teacher_formats: list[str] = option(list(TEACHER_FORMATS),
@@ -290,6 +293,9 @@ def consistency_problems(cfg: Config) -> list[str]:
     for i, name in enumerate(cfg.export.formats):
         if name not in FORMATS:
             out.append(f"export.formats[{i}]: unknown format {name!r}; use any of: " + ", ".join(FORMATS))
+        elif name not in installed_formats([name]):
+            out.append(f"export.formats[{i}]: {name} needs the {FORMATS[name].family_row.extra} extra; "
+                       f"install it with: pip install -e \".[{FORMATS[name].family_row.extra}]\" (or drop {name})")
     if cfg.report.ablation and not (Path(cfg.report.ablation) / "ablation.json").is_file():
         out.append(f"report.ablation {cfg.report.ablation}: no ablation.json there; give the folder "
                    "`python -m pipeline ablate` wrote (<out>/<experiment>_ablation)")

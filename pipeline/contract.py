@@ -336,8 +336,9 @@ def load_flagged(stage: StageDir | Path) -> list[dict[str, float]]:
             for ln in lines[1:] if ln]
 
 
-def load_export_report(stage: StageDir | Path) -> dict:
-    return read_json(artifact_path(stage, "report"))
+def load_export_report(stage: StageDir | Path, model: str = "student") -> dict:
+    """``export_report.json`` of the student's formats, or of the teacher's (``teacher/``)."""
+    return read_json(artifact_path(stage, "report" if model == "student" else f"{model}_report"))
 
 
 def load_benchmark(stage: StageDir | Path) -> dict:

@@ -33,7 +33,7 @@ ISA_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "am
 # Single-instruction int8 dot products; without them an int8 kernel multiplies, widens and adds separately.
 INT8_DOT_FEATURES = {"x86": ("avx512_vnni", "avx_vnni"), "arm": ("asimddp",)}
 # Distributions whose versions say which kernels ran; read from package metadata, never by importing them.
-RUNTIME_DISTRIBUTIONS = ("torch", "onnxruntime", "ai_edge_litert", "coremltools", "numpy")
+RUNTIME_DISTRIBUTIONS = ("torch", "onnxruntime", "ai_edge_litert", "coremltools", "executorch", "numpy")
 ISA_CAP_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # oneDNN reads the second as an older spelling
 
 

@@ -13,7 +13,16 @@ import pytest
 import torch
 
 from benchmarks.accuracy import artifact_errors, torch_errors
-from benchmarks.harness import Target, format_table, headline, run_benchmark, write_results
+from benchmarks.backends import FAMILY_BACKEND
+from benchmarks.harness import (
+    LEGEND,
+    Target,
+    accuracy_violations,
+    format_table,
+    headline,
+    run_benchmark,
+    write_results,
+)
 from benchmarks.timing import TimingPlan, latency_stats, time_calls, time_repeated
 from benchmarks.worker import summarize_ort_profile
 from exporters.export import export_all
@@ -70,11 +79,12 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     meta = base_meta(name="tiny", version="0", description="tiny", author="tests", license="Apache-2.0",
                      config_hash="0")
-    report = export_all(model, None, tiny_images(8, 1), out, ["onnx_fp32", "tflite_fp32"], meta, ExportOptions())
+    report = export_all(model, None, tiny_images(8, 1), out, ["onnx_fp32", "tflite_fp32", "executorch_fp32"], meta,
+                        ExportOptions())
     x = tiny_images(40, 2).numpy()
     with torch.no_grad():
         y = model(torch.from_numpy(x)).numpy() + 1.0  # labels 1 degree off the model: MAE exactly 1
-    targets = [Target(f"student/{n}", "student", n, "fp32", {"onnx": "onnxruntime", "tflite": "litert"}[rec["family"]],
+    targets = [Target(f"student/{n}", "student", n, "fp32", FAMILY_BACKEND[rec["family"]],
                       out / rec["path"], out / rec["path"].rsplit("/", 1)[0] / META_FILE, params=1000, macs=10 ** 6)
                for n, rec in report["artifacts"].items()]
     return model, targets, x, y, out
@@ -108,16 +118,40 @@ def test_host_benchmark_rows(tiny_run, tmp_path: Path) -> None:
         assert r["runs"] >= PLAN.repeats * PLAN.min_runs and r["repeats"] == PLAN.repeats
         assert r["macs_per_s"] == pytest.approx(1e6 / (r["p50_ms"] / 1e3), rel=1e-3)
         assert r["test_mae"] == 1.0 and r["size_bytes"] == t.path.stat().st_size
+        # what deployers compare beyond latency: start-up cost, memory, throughput, and how far it got
+        assert r["legend"] == "benchmarked" and r["fps"] == pytest.approx(1e3 / r["p50_ms"], rel=1e-3)
+        assert r["load_ms"] > 0 and r["first_run_ms"] > 0 and r["import_ms"] >= 0
+        assert 0 < r["idle_rss_mb"] < r["peak_rss_mb"]
+        assert r["rss_increase_mb"] == pytest.approx(r["peak_rss_mb"] - r["idle_rss_mb"], abs=0.11)
     assert [p["op"] for p in rows["student/onnx_fp32"]["profile"]][0] == "Conv"
     assert rows["student/broken"]["status"].startswith("failed: worker exited")
+    assert rows["student/broken"]["legend"].startswith("failed: worker exited")
     assert rows["student/coreml_fp32"]["status"].startswith("skipped: needs macOS")
+    assert rows["student/coreml_fp32"]["legend"] == "verified" and "load_ms" not in rows["student/coreml_fp32"]
     assert float(result["host"]["matmul_peak_macs_per_s"]["1"]) > 1e8
     assert set(result["host"]) >= {"cpu", "features", "cores", "torch_threads", "runtimes", "onednn_max_cpu_isa"}
     assert result["failures"] == [] and isinstance(result["headline"]["int8_notes"], list)
     json_path, csv_path = write_results(result, tmp_path)
     assert len(csv_path.read_text().splitlines()) == 1 + len(result["rows"])
     assert json.loads(json_path.read_text())["rows"][0]["artifact"] == targets[0].artifact
-    assert "student/broken" in format_table(result)
+    table = format_table(result)
+    assert "student/broken" in table and "load ms" in table and "peak MB" in table
+    assert all(k in table for k in LEGEND)
+    # the CI threshold: every artifact is at MAE 1.0 here
+    assert accuracy_violations(result, 1.5) == []
+    over = accuracy_violations(result, 0.5)
+    assert len(over) == len(targets)  # each scored artifact once (the broken and macOS ones were not scored)
+    assert "student/onnx_fp32: own clean-test MAE 1 > --max-error 0.5" in over
+
+
+def test_accuracy_threshold_counts_each_artifact_once_and_unmeasured_errors() -> None:
+    rows = [{"artifact": "student/a", "test_mae": 2.0}, {"artifact": "student/a", "test_mae": 2.0},
+            {"artifact": "student/b", "test_mae": 0.5},
+            {"artifact": "student/c", "test_mae": None, "error_status": "failed: RuntimeError: bad file"},
+            {"artifact": "teacher/android", "test_mae": None}]  # never scored (a phone row): not judged
+    assert accuracy_violations({"rows": rows}, 1.0) == [
+        "student/a: own clean-test MAE 2 > --max-error 1",
+        "student/c: own clean-test error not measured (failed: RuntimeError: bad file)"]
 
 
 def test_headline_ratios() -> None:

@@ -143,25 +143,24 @@ def test_allow_list_is_current() -> None:
 
 
 def test_modules_the_formats_table_needs_come_with_the_declared_dependencies() -> None:
-    """Modules looked up by name (``find_spec``) rather than imported are installed by the declared set."""
+    """Modules looked up by name (``find_spec``) rather than imported are installed by the declared set:
+    the default dependencies, plus the family's extra where it names one (``Family.extra``)."""
     from exporters.formats import FAMILIES, FORMATS
 
-    modules = {m.partition(".")[0] for fam in FAMILIES.values() for m in fam.requires}
-    modules |= {f.runtime.partition(".")[0] for f in FORMATS.values()}
-    installed = requirement_closure(runtime_deps())
-    missing = sorted(m for m in modules - FIRST_PARTY if not distributions_of(m) & installed)
+    missing = []
+    for fam in FAMILIES.values():
+        modules = {m.partition(".")[0] for m in fam.requires}
+        modules |= {f.runtime.partition(".")[0] for f in FORMATS.values() if f.family == fam.name}
+        assert not fam.extra or fam.extra in extras(), f"{fam.name}: no extra {fam.extra!r} in pyproject.toml"
+        installed = requirement_closure(runtime_deps() | (extras()[fam.extra] if fam.extra else set()))
+        missing += sorted(m for m in modules - FIRST_PARTY if not distributions_of(m) & installed)
     assert not missing, f"the formats table needs {missing}, which no declared dependency installs"
 
 
-def test_the_checks_see_a_planted_undeclared_import(tmp_path: Path, monkeypatch) -> None:
-    """The scan finds lazy imports in functions and flags a module that no declared distribution provides."""
-    pkg = tmp_path / "pipeline"
-    pkg.mkdir()
-    # A module named like a third-party one (pipeline/yaml.py) does not hide the absolute ``import yaml``.
-    (pkg / "yaml.py").write_text("import os\nfrom pipeline import y\n\ndef f():\n    import yaml\n"
-                                 "    from tensorflow.lite import python\n")
-    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    found = imported_modules(("pipeline",))
-    assert set(found) == {"yaml", "tensorflow"}
-    bad = _undeclared(found, {"pyyaml"})
-    assert len(bad) == 1 and bad[0].startswith("tensorflow")
+def test_the_test_extra_installs_every_optional_family() -> None:
+    """CI installs ``.[test]``: every optional format family's extra must come with it, so its tests run."""
+    from exporters.formats import FAMILIES
+
+    test = extras()["test"]
+    left_out = sorted(f.extra for f in FAMILIES.values() if f.extra and not extras()[f.extra] <= test)
+    assert not left_out, f"extras {left_out} are not in the test extra: their tests would not run in CI"

@@ -79,3 +79,19 @@ def test_bad_checkpoint_fails_the_stage_cleanly(smoke_run, tmp_path):
     assert s2["stages"]["qat"]["status"] == "failed" and s2["stages"]["export"]["status"] == "skipped"
     assert "student.pt is not a readable checkpoint" in s2["stages"]["qat"]["reason"]
     assert not (Path(s2["stages"]["qat"]["dir"]) / "manifest.json").exists()
+
+
+def test_bench_max_error_fails_ci_naming_each_artifact(smoke_run, tmp_path):
+    # on a copy: the shared smoke run stays whole for the other slow tests
+    out = Path(shutil.copytree(smoke_run[0], tmp_path / "runs"))
+    args = ("bench", str(out / "smoke"), "--backends", "torch", "--threads", "1", "--repeats", "1")
+    loose = cli(*args, "--max-error", "1000")
+    assert loose.returncode == 0, loose.stderr[-2000:]
+    strict = cli(*args, "--max-error", "1e-6")
+    over = [line for line in strict.stderr.splitlines() if line.startswith("above --max-error: ")]
+    names = [line.split(": ")[1] for line in over]  # each torch model once: float and teacher at least
+    assert strict.returncode == 1 and {"student/torch_fp32", "teacher/torch_teacher"} <= set(names), strict.stderr
+    assert len(names) == len(set(names))
+    assert all("own clean-test MAE" in line and "> --max-error 1e-06" in line for line in over)
+    bad = cli(*args, "--max-error", "-1")
+    assert bad.returncode == 2 and "--max-error -1.0: give a positive error" in bad.stderr

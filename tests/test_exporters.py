@@ -126,7 +126,7 @@ def exported(models, tmp_path_factory) -> dict:
 
 def test_table_is_complete() -> None:
     assert set(FORMATS) == {"onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_int8",
-                            "coreml_fp32", "coreml_fp16", "coreml_int8"}
+                            "coreml_fp32", "coreml_fp16", "coreml_int8", "executorch_fp32", "executorch_int8"}
     for fmt in FORMATS.values():
         assert fmt.family in FAMILIES and fmt.precision in TOLERANCES
         assert fmt.layout == ("NHWC" if fmt.family == "tflite" else "NCHW")

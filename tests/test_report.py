@@ -18,7 +18,7 @@ from PIL import Image
 
 from pipeline import contract
 from pipeline.device import describe_host
-from pipeline.report.sections import BENCH_COLS, headline_rows
+from pipeline.report.sections import BENCH_COLS, headline_rows, legend_cell
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,10 @@ def test_report_numbers_equal_the_json(report):
     assert rows[0] == BENCH_COLS and len(rows) - 1 == len(bench["rows"])
     for cells, r in zip(rows[1:], bench["rows"], strict=True):
         for cell, key in zip(cells, BENCH_COLS, strict=True):
-            assert _equal(cell, r.get(key)), (r["artifact"], key, cell, r.get(key))
+            want = legend_cell(r) if key == "legend" else r.get(key)  # the legend, with the reason when not timed
+            assert _equal(cell, want), (r["artifact"], key, cell, want)
+        if r["status"] == "ok":  # every timed artifact has its start-up, memory and throughput figures
+            assert all(r.get(k) is not None for k in ("load_ms", "peak_rss_mb", "rss_increase_mb", "fps")), r
     parity = page.tables["parity"]
     exp = contract.read_metrics(run.stage("export"))
     assert [c[0] for c in parity[1:]] == list(exp.artifacts)

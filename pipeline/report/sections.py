@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import FAMILY_BACKEND
+from benchmarks.harness import LEGEND
 from exporters.formats import FORMATS, SHIPPED_FORMAT, TEACHER_REFERENCE_FORMAT
 from pipeline import contract
 from pipeline.ablation_tables import load_ablation, markdown_table, plot
@@ -231,11 +232,25 @@ def export_section(run: Run) -> Section:
     s.blocks.append(Table("parity", ["artifact", "status", "size (bytes)", "max |diff|", "mean |diff|",
                                      "tolerance", "verified by (or why it failed)"], rows,
                           "each artifact against the PyTorch model it came from, on clean test images"))
+    delegated = {name: rec["details"] for name, rec in report.items() if (rec.get("details") or {}).get("backend")}
+    if delegated:
+        s.blocks.append(Table("delegation", ["artifact", "delegate", "ops delegated", "ops left portable",
+                                             "delegated share", "portable ops"],
+                              [[name, d["backend"], d["delegated_ops"], d["portable_ops"], d["delegated_share"],
+                                ", ".join(f"{op} x{n}" for op, n in d["portable_by_op"].items()) or "none"]
+                               for name, d in delegated.items()],
+                              "graph ops the delegate runs vs ops left to ExecuTorch's portable CPU kernels"))
     return s
 
 
-BENCH_COLS = ["artifact", "backend", "threads", "status", "p50_ms", "p90_ms", "p99_ms", "size_bytes", "test_mae",
-              "macs_per_s"]
+BENCH_COLS = ["artifact", "backend", "threads", "legend", "p50_ms", "p90_ms", "p99_ms", "fps", "load_ms",
+              "peak_rss_mb", "rss_increase_mb", "size_bytes", "test_mae", "macs_per_s"]
+
+
+def legend_cell(row: dict) -> str:
+    """The row's legend, with the reason when it was not timed (rows of runs before the legend existed: status)."""
+    shown = row.get("legend") or row["status"]
+    return shown if row["status"] == "ok" or shown.startswith("failed") else f"{shown} ({row['status']})"
 
 
 def benchmark_section(run: Run, bench: dict | None, units: str, figs: list[Figure]) -> Section:
@@ -244,8 +259,13 @@ def benchmark_section(run: Run, bench: dict | None, units: str, figs: list[Figur
         s.blocks.append(f"benchmark stage: {run.status('benchmark')}")
         return s
     s.blocks += list((bench.get("headline") or {}).get("int8_notes") or [])  # int8 slower than fp32 here, and why
-    s.blocks.append(Table("bench_rows", BENCH_COLS, [[r.get(c) for c in BENCH_COLS] for r in bench["rows"]],
-                          f"timing plan {json.dumps(bench.get('plan'))}; latency per batch-1 call"))
+    s.blocks.append(Table("bench_rows", BENCH_COLS, [[legend_cell(r) if c == "legend" else r.get(c) for c in BENCH_COLS]
+                                                     for r in bench["rows"]],
+                          f"timing plan {json.dumps(bench.get('plan'))}; latency per batch-1 call, fps = 1000 / p50; "
+                          "load: opening the model in its runtime (library already imported); peak/increase: "
+                          "the worker's peak resident memory (MiB) over import, load and runs, and its "
+                          "increase over the idle worker"))
+    s.blocks.append("Legend: " + "; ".join(f"{k} = {v}" for k, v in LEGEND.items()) + ".")
     profiles = {r["artifact"]: r["profile"] for r in bench["rows"]
                 if r.get("profile") and r["model"] == "student" and r["precision"] in ("int8", "fp32")}
     if profiles:

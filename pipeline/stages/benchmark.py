@@ -25,7 +25,13 @@ from benchmarks.timing import TimingPlan
 from exporters.formats import FORMATS
 from exporters.metadata import META_FILE
 from pipeline.config import Config
-from pipeline.contract import BenchmarkMetrics, as_metrics, exported_artifacts, read_metrics
+from pipeline.contract import (
+    BenchmarkMetrics,
+    as_metrics,
+    exported_artifacts,
+    load_export_report,
+    read_metrics,
+)
 from pipeline.data.dataset import load_dataset
 from pipeline.device import DeviceInfo
 from pipeline.models.complexity import count_macs, count_params
@@ -57,10 +63,12 @@ def _export_failures(ctx: StageContext) -> list[dict]:
     return failures
 
 
-def _artifact_target(model: str, name: str, path: Path, params: int, macs: int) -> Target:
+def _artifact_target(model: str, name: str, path: Path, params: int, macs: int, report: dict) -> Target:
+    """``report``: the export report the artifact is in (its status says whether parity ran)."""
     fmt = FORMATS[name]
+    verified = (report["artifacts"].get(name) or {}).get("status") == "verified"
     return Target(f"{model}/{name}", model, name, fmt.precision, FAMILY_BACKEND[fmt.family], path,
-                  path.parent / META_FILE, params, macs)
+                  path.parent / META_FILE, params, macs, verified=verified)
 
 
 def _targets(cfg: Config, ctx: StageContext, x: np.ndarray) -> tuple[list[Target], dict[str, torch.nn.Module]]:
@@ -81,10 +89,11 @@ def _targets(cfg: Config, ctx: StageContext, x: np.ndarray) -> tuple[list[Target
                               params=s_params, macs=s_macs, shape=shape))
     targets.append(Target("teacher/torch_teacher", "teacher", "torch_teacher", "fp32", "torch",
                           up["teacher"].path, params=t_params, macs=t_macs, shape=shape))
-    for name, path in exported_artifacts(up["export"].path, "student").items():
-        targets.append(_artifact_target("student", name, path, s_params, s_macs))
-    for name, path in exported_artifacts(up["export"].path, "teacher").items():
-        targets.append(_artifact_target("teacher", name, path, t_params, t_macs))
+    for model, params, macs in (("student", s_params, s_macs), ("teacher", t_params, t_macs)):
+        found = exported_artifacts(up["export"].path, model)
+        report = load_export_report(up["export"].path, model) if found else {"artifacts": {}}
+        for name, path in found.items():
+            targets.append(_artifact_target(model, name, path, params, macs, report))
     wanted = set(cfg.benchmark.backends)
     return [t for t in targets if t.backend in wanted], torch_models
 
