@@ -6,6 +6,9 @@ in-plane sweep, yaw / pitch drift, mirror error; per photo and in aggregate, aga
 
     python -m benchmarks.real_faces runs/face_pose [--json out.json] [--scale S] [--shift-y D]
 
+A reference row, ``ref_eye_line``, reads roll off the detector's own eye keypoints on each crop (no
+yaw or pitch): it shows what the sweep and the crops allow a roll estimate that follows the face.
+
 The run folder needs complete distill, teacher and export stages (its summary.json names them).
 The crop side is the model's input side (from the int8 TFLite's model_meta.json); the framing is
 ``CropSpec``'s default unless --scale / --shift-y override it.
@@ -24,7 +27,7 @@ import torch
 
 from pipeline import contract
 from pipeline.faces.crop import CropSpec, normalize
-from pipeline.faces.photo_check import METRICS, TARGETS, Predict, check
+from pipeline.faces.photo_check import METRICS, TARGETS, Predict, check, eye_line_roll
 from pipeline.runs import atomic_write_json
 
 POSE = ("yaw", "pitch", "roll")
@@ -89,7 +92,9 @@ def models_of(run_dir: Path, spec: CropSpec | None = None) -> tuple[dict[str, Pr
     names = list(meta["outputs"][0]["names"])
     predicts = {"student_float": torch_predict(contract.load_student(stages["distill"]), spec, names),
                 INT8_FORMAT: tflite_predict(int8, meta, spec),
-                "teacher": torch_predict(contract.load_teacher(stages["teacher"]), spec, names)}
+                "teacher": torch_predict(contract.load_teacher(stages["teacher"]), spec, names),
+                # roll read off the detector's eye keypoints: what a roll that follows the face scores
+                "ref_eye_line": eye_line_roll}
     return predicts, spec
 
 

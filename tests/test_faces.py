@@ -234,3 +234,13 @@ def test_photo_check_crops_a_real_photo_at_every_angle() -> None:
     assert crops["mirror"] is not None
     # the unturned sweep crop is the original's (same detector box)
     assert np.array_equal(crops["sweep"][1], crops["original"])
+
+
+def test_photo_check_follows_a_real_face_turning() -> None:
+    """End to end on a real photo: the turned photo is re-detected and cropped, and a roll read off
+    the detector's eye keypoints on each crop follows the exact label change."""
+    spec = CropSpec(size=128)
+    crops = photo_check.crops_for(photos.load("hopper"), spec, sweep=(-40.0, -20.0, 0.0, 20.0, 40.0))
+    m = photo_check.score(crops, photo_check.eye_line_roll, sweep=(-40.0, -20.0, 0.0, 20.0, 40.0))
+    assert 0.9 <= m["roll_slope"] <= 1.1 and m["roll_r2"] >= 0.95, m
+    assert m["yaw_drift"] is None and not m["passes"]  # no yaw or pitch: never a pass
