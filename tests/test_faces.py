@@ -244,3 +244,11 @@ def test_photo_check_follows_a_real_face_turning() -> None:
     m = photo_check.score(crops, photo_check.eye_line_roll, sweep=(-40.0, -20.0, 0.0, 20.0, 40.0))
     assert 0.9 <= m["roll_slope"] <= 1.1 and m["roll_r2"] >= 0.95, m
     assert m["yaw_drift"] is None and not m["passes"]  # no yaw or pitch: never a pass
+
+
+def test_real_faces_benchmark_names_a_missing_run(tmp_path, capsys) -> None:
+    from benchmarks import real_faces
+
+    assert real_faces.main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "summary.json is missing" in err and "python -m pipeline run" in err
