@@ -39,6 +39,22 @@ def test_detector_model_is_the_licensed_mediapipe_file() -> None:
     assert "Apache License" in licence and "Version 2.0" in licence
 
 
+# mediapipe 0.10.21's own FaceDetection(model_selection=0) on the shipped photos, run once in a separate
+# environment (mediapipe cannot be installed beside this project's onnx): box (left, top, right, bottom)
+# in pixels and score. The numpy decoding must reproduce them.
+MEDIAPIPE_BOXES = {"hopper": ((171.353, 146.915, 365.843, 341.394), 0.9354),
+                   "astronaut": ((177.565, 82.871, 272.909, 178.215), 0.9217),
+                   "camera": ((180.372, 122.135, 265.221, 206.985), 0.766)}
+
+
+@pytest.mark.parametrize("name", sorted(MEDIAPIPE_BOXES))
+def test_detector_reproduces_mediapipe(name: str) -> None:
+    box, score = MEDIAPIPE_BOXES[name]
+    found = detector.detect(photos.load(name))
+    assert len(found) == 1
+    assert np.abs(np.array(found[0].box) - box).max() < 0.01 and abs(found[0].score - score) < 1e-3
+
+
 @pytest.mark.parametrize("name", ["hopper", "hopper_grey"])
 def test_detector_finds_grace_hopper(name: str) -> None:
     img = photos.load(name)

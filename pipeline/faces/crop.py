@@ -29,12 +29,12 @@ CHANNEL_ORDERS = ("RGB", "BGR")
 class CropSpec:
     """From detector box to model input. Defaults: the framing of the synthetic training renders as
     BlazeFace short-range boxes see them (``python -m pipeline.faces.framing``: medians over 200
-    near-frontal renders, scale 2.02, shift_y -0.015, IQR 1.97-2.10 and -0.037-0.010), the app's edge
+    near-frontal renders, scale 2.01, shift_y -0.026, IQR 1.95-2.09 and -0.047-0.001), the app's edge
     padding, and the exported models' input contract (RGB in [0, 1], mean 0, std 1, NCHW)."""
 
     box_source: str = "blazeface_short_range"
-    scale: float = 2.02
-    shift_y: float = -0.015
+    scale: float = 2.01
+    shift_y: float = -0.026
     padding: str = "edge"
     size: int = 64
     layout: str = "NCHW"

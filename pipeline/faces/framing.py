@@ -61,10 +61,9 @@ def measure_renders(n: int = 200, size: int = 128, seed: int = 7, pose_set: str 
         left, top, right, bottom = det.box
         side = det.size
         scale.append(size / side)
-        shift.append((pad + size / 2.0 - (top + bottom) / 2.0) / size)
-        kps = det.keypoints[:4] - pad
-        # pixel centres: project_points puts them at integers, the detector's keypoints at +0.5
-        kp_err.append(float(np.abs(kps - 0.5 - truth[i]).max() / side))
+        # detector and project_points both put pixel i's centre at i: the render's centre is at size / 2 - 0.5
+        shift.append((pad + size / 2.0 - 0.5 - (top + bottom) / 2.0) / size)
+        kp_err.append(float(np.abs(det.keypoints[:4] - pad - truth[i]).max() / side))
         ratio.append(side / _eye_mouth(truth[i]))
         ratio_det.append(side / _eye_mouth(det.keypoints))
     q = lambda v: [round(float(x), 3) for x in np.percentile(v, [25, 50, 75])]  # noqa: E731
