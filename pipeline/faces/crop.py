@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from pipeline.data.synthetic_faces import SyntheticFacesConfig
+
 PADDINGS = ("edge", "zero")
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -36,7 +38,7 @@ class CropSpec:
     scale: float = 2.01
     shift_y: float = -0.026
     padding: str = "edge"
-    size: int = 64
+    size: int = SyntheticFacesConfig.image_size  # the model's input side; users set it from the model
     layout: str = "NCHW"
     channels: str = "RGB"
     range: tuple[float, float] = (0.0, 1.0)
