@@ -35,6 +35,7 @@ import numpy as np
 
 from exporters.artifact_io import quantize_np
 from exporters.metadata import META_FILE, read_meta
+from pipeline.faces import crop as faces_crop
 from pipeline.runs import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -84,34 +85,11 @@ def decode(text: str, dtype: str) -> np.ndarray:
 
 def crop_square(box: Sequence[float], crop: dict) -> tuple[float, float, float]:
     """(left, top, side) of the square crop around a face box; mirrored by the Kotlin ``FaceCrop``."""
-    left, top, right, bottom = (float(v) for v in box)
-    side = float(crop["scale"]) * max(right - left, bottom - top)
-    cx = (left + right) / 2.0
-    cy = (top + bottom) / 2.0 + float(crop["shift_y"]) * side
-    return cx - side / 2.0, cy - side / 2.0, side
+    return faces_crop.crop_square(box, float(crop["scale"]), float(crop["shift_y"]))
 
 
-def crop_resize(rgb: np.ndarray, square: tuple[float, float, float], out_w: int, out_h: int) -> np.ndarray:
-    """Bilinear resample of a square region (pixel centres, edge pixels repeated outside the frame).
-
-    Every operation is spelled out in float64 in the order the Kotlin core uses, so both give the same bytes.
-    """
-    h, w = rgb.shape[:2]
-    x0, y0, side = square
-    sx = x0 + (np.arange(out_w, dtype=np.float64) + 0.5) * (side / out_w) - 0.5
-    sy = y0 + (np.arange(out_h, dtype=np.float64) + 0.5) * (side / out_h) - 0.5
-    fx0, fy0 = np.floor(sx), np.floor(sy)
-    ax, ay = sx - fx0, sy - fy0
-    xa = np.clip(fx0.astype(np.int64), 0, w - 1)
-    xb = np.clip(fx0.astype(np.int64) + 1, 0, w - 1)
-    ya = np.clip(fy0.astype(np.int64), 0, h - 1)
-    yb = np.clip(fy0.astype(np.int64) + 1, 0, h - 1)
-    p = rgb.astype(np.float64)
-    ax_, ay_ = ax[None, :, None], ay[:, None, None]
-    top = (1.0 - ax_) * p[ya][:, xa] + ax_ * p[ya][:, xb]
-    bottom = (1.0 - ax_) * p[yb][:, xa] + ax_ * p[yb][:, xb]
-    v = (1.0 - ay_) * top + ay_ * bottom
-    return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
+# The bilinear resample is the crop spec's (pipeline.faces.crop): one copy of the formulas the Kotlin core mirrors.
+crop_resize = faces_crop.crop_resize
 
 
 def input_tensor(rgb: np.ndarray, meta: dict) -> np.ndarray:

@@ -28,7 +28,7 @@ PACKAGES = ("pipeline", "exporters", "benchmarks")
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline", "pipeline.models", "pipeline.quant", "pipeline.data", "pipeline.losses", "pipeline.train",
      "pipeline.objective", "pipeline.runs", "pipeline.contract", "pipeline.config", "pipeline.schema",
-     "pipeline.device", "pipeline.console", "pipeline.evaluate", "pipeline.ablation_tables",
+     "pipeline.device", "pipeline.console", "pipeline.evaluate", "pipeline.ablation_tables", "pipeline.faces",
      "exporters.formats", "benchmarks.backends"),
     ("exporters", "benchmarks"),
     ("pipeline.stages", "pipeline.orchestrate", "pipeline.ablate", "pipeline.sweep", "pipeline.report",

@@ -1,0 +1,152 @@
+"""The one crop spec: from a face detector's box to the model's input tensor.
+
+A ``CropSpec`` names everything between a camera frame and the model: which detector drew the box
+(``box_source``: a scale measured on one detector's boxes does not carry over to another's, whose
+boxes frame a face differently), the square around the box (side = ``scale`` x the box's longer side,
+centre moved down by ``shift_y`` x side), what fills the square outside the frame (``padding``), the
+output ``size``, ``layout``, ``channels`` order and the normalisation ``(pixel / 255 * (hi - lo) + lo
+- mean) / std``. ``to_dict`` is what export writes as ``input.crop`` in model_meta.json; ``from_dict``
+reads it back and rejects unknown keys and bad values with the fix in the message.
+
+The geometry (``crop_square``) and the bilinear resample with edge padding (``crop_resize``) are the
+formulas of the Android demo's ``FaceCrop.kt``, in the same float64 order, so a crop made here and
+one made on the phone agree byte for byte (exporters/golden.py checks it against the Kotlin core).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from pipeline.data.synthetic_faces import SyntheticFacesConfig
+
+PADDINGS = ("edge", "zero")
+LAYOUTS = ("NCHW", "NHWC")
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """From detector box to model input. Defaults: the framing of the synthetic training renders as
+    BlazeFace short-range boxes see them (``python -m pipeline.faces.framing``: medians over 200
+    near-frontal renders, scale 2.01, shift_y -0.026, IQR 1.95-2.09 and -0.047-0.001), the app's edge
+    padding, and the exported models' input contract (RGB in [0, 1], mean 0, std 1, NCHW)."""
+
+    box_source: str = "blazeface_short_range"
+    scale: float = 2.01
+    shift_y: float = -0.026
+    padding: str = "edge"
+    size: int = SyntheticFacesConfig.image_size  # the model's input side; users set it from the model
+    layout: str = "NCHW"
+    channels: str = "RGB"
+    range: tuple[float, float] = (0.0, 1.0)
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.scale > 0:
+            problems.append(f"scale must be > 0, got {self.scale}")
+        if not -1.0 < self.shift_y < 1.0:
+            problems.append(f"shift_y must be in (-1, 1) (a fraction of the crop side), got {self.shift_y}")
+        if self.padding not in PADDINGS:
+            problems.append(f"padding {self.padding!r} is not one of {PADDINGS}")
+        if not (isinstance(self.size, int) and 8 <= self.size <= 1024):
+            problems.append(f"size must be an integer in [8, 1024], got {self.size!r}")
+        if self.layout not in LAYOUTS:
+            problems.append(f"layout {self.layout!r} is not one of {LAYOUTS}")
+        if self.channels not in CHANNEL_ORDERS:
+            problems.append(f"channels {self.channels!r} is not one of {CHANNEL_ORDERS}")
+        if len(self.range) != 2 or not self.range[1] > self.range[0]:
+            problems.append(f"range must be [lo, hi] with hi > lo, got {list(self.range)}")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s == 0 for s in self.std):
+            problems.append("mean and std need 3 entries each and std no zero")
+        if problems:
+            raise ValueError("bad crop spec: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("range", "mean", "std"):
+            d[key] = [float(v) for v in d[key]]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CropSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"crop spec has unknown keys {unknown}: use only {sorted(known)}")
+        d = dict(d)
+        for key in ("range", "mean", "std"):
+            if key in d:
+                d[key] = tuple(float(v) for v in d[key])
+        return cls(**d)
+
+
+def crop_square(box: Sequence[float], scale: float, shift_y: float) -> tuple[float, float, float]:
+    """(left, top, side) of the square crop around a (left, top, right, bottom) face box."""
+    left, top, right, bottom = (float(v) for v in box)
+    side = float(scale) * max(right - left, bottom - top)
+    cx = (left + right) / 2.0
+    cy = (top + bottom) / 2.0 + float(shift_y) * side
+    return cx - side / 2.0, cy - side / 2.0, side
+
+
+def crop_resize(rgb: np.ndarray, square: tuple[float, float, float], out_w: int, out_h: int,
+                padding: str = "edge") -> np.ndarray:
+    """Bilinear resample of a square region to (out_h, out_w, C) uint8, sampling at pixel centres.
+
+    ``padding="edge"`` repeats the frame's edge pixels outside it (the app's rule); ``"zero"`` reads
+    black there (the 300W-LP crops' rule), done by one black pixel around the frame and clamping into
+    it, which is exactly bilinear interpolation with zeros outside. Every operation is spelled out in
+    float64 in the order the Kotlin core uses, so edge-padded crops match it byte for byte.
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding {padding!r} is not one of {PADDINGS}")
+    if padding == "zero":
+        rgb = np.pad(rgb, ((1, 1), (1, 1), (0, 0)))
+        square = (square[0] + 1.0, square[1] + 1.0, square[2])
+    h, w = rgb.shape[:2]
+    x0, y0, side = square
+    sx = x0 + (np.arange(out_w, dtype=np.float64) + 0.5) * (side / out_w) - 0.5
+    sy = y0 + (np.arange(out_h, dtype=np.float64) + 0.5) * (side / out_h) - 0.5
+    fx0, fy0 = np.floor(sx), np.floor(sy)
+    ax, ay = sx - fx0, sy - fy0
+    xa = np.clip(fx0.astype(np.int64), 0, w - 1)
+    xb = np.clip(fx0.astype(np.int64) + 1, 0, w - 1)
+    ya = np.clip(fy0.astype(np.int64), 0, h - 1)
+    yb = np.clip(fy0.astype(np.int64) + 1, 0, h - 1)
+    p = rgb.astype(np.float64)
+    ax_, ay_ = ax[None, :, None], ay[:, None, None]
+    top = (1.0 - ax_) * p[ya][:, xa] + ax_ * p[ya][:, xb]
+    bottom = (1.0 - ax_) * p[yb][:, xa] + ax_ * p[yb][:, xb]
+    v = (1.0 - ay_) * top + ay_ * bottom
+    return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
+
+
+def crop_pixels(image: np.ndarray, box: Sequence[float], spec: CropSpec) -> np.ndarray:
+    """The (size, size, 3) uint8 RGB crop of an RGB frame around a face box."""
+    return crop_resize(image, crop_square(box, spec.scale, spec.shift_y), spec.size, spec.size, spec.padding)
+
+
+def normalize(pixels: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """uint8 (..., H, W, 3) RGB crops -> float32 model input in the spec's channel order, range,
+    normalisation and layout; a single crop gains a batch axis of 1."""
+    x = np.asarray(pixels)
+    if x.ndim == 3:
+        x = x[None]
+    if spec.channels == "BGR":
+        x = x[..., ::-1]
+    lo, hi = spec.range
+    x = lo + x.astype(np.float64) / 255.0 * (hi - lo)
+    x = (x - np.asarray(spec.mean, np.float64)) / np.asarray(spec.std, np.float64)
+    if spec.layout == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x, np.float32)
+
+
+def crop(image: np.ndarray, box: Sequence[float], spec: CropSpec) -> np.ndarray:
+    """Frame + detector box -> the model's float32 input (1, C, H, W) or (1, H, W, C)."""
+    return normalize(crop_pixels(image, box, spec), spec)

@@ -1,0 +1,158 @@
+"""The real-photo check: label changes a model must follow on real faces, whose pose nobody measured.
+
+A photo's true pose is unknown, but what an image transform does to it is exact
+(pipeline/faces/transforms.py). For each photo the face is found by the shipped detector, then:
+
+* **roll sweep**: the photo is turned clockwise by each t in ``SWEEP`` (+-40 degrees) about the face
+  centre; the detector runs again on the turned photo (as the phone's would), the crop spec crops it
+  and the model predicts. The expected pose at t is ``rotate_pose(prediction at t=0, t)``.
+  ``roll_slope`` and ``roll_r2`` fit predicted roll against expected roll (ideal 1 and 1);
+  ``yaw_drift`` / ``pitch_drift`` are the range (max - min) over the sweep of predicted minus expected
+  yaw / pitch (ideal 0; for a face looking at the camera, simply how far yaw or pitch wander).
+* **mirror**: the photo is mirrored, detected, cropped and predicted; ``mirror_error`` is the largest
+  of |prediction - mirror_pose(prediction of the original)| over yaw, pitch and roll (ideal 0).
+
+``check`` runs every photo through one ``predict`` (uint8 crops (N, size, size, 3) RGB -> (N, 3)
+degrees (yaw, pitch, roll)), tests each against ``TARGETS`` and aggregates: worst and mean over photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pipeline.faces import photos as photo_set
+from pipeline.faces.crop import CropSpec, crop_pixels
+from pipeline.faces.detector import Detection, detect
+from pipeline.faces.transforms import mirror_image, mirror_pose, rotate_image, rotate_pose
+
+Predict = Callable[[np.ndarray], np.ndarray]
+SWEEP = tuple(float(t) for t in range(-40, 41, 10))
+# The issue's targets, met on every photo for the check to pass.
+TARGETS = {"roll_slope": (0.9, 1.1), "roll_r2_min": 0.95, "drift_max": 8.0, "mirror_error_max": 5.0}
+METRICS = ("roll_slope", "roll_r2", "yaw_drift", "pitch_drift", "mirror_error")
+
+
+def _centre(box: Sequence[float]) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
+
+
+def _nearest(found: list[Detection], centre: np.ndarray) -> Detection | None:
+    """The detection whose box centre is closest to ``centre`` (the face being followed)."""
+    return min(found, key=lambda d: float(np.linalg.norm(_centre(d.box) - centre)), default=None)
+
+
+def crops_for(image: np.ndarray, spec: CropSpec, sweep: Sequence[float] = SWEEP) -> dict:
+    """The crops a model sees for one photo: ``sweep`` crops (None where no face was found), the
+    original's and the mirror's; or ``{"error": ...}`` when the original shows no face."""
+    found = detect(image)
+    if not found:
+        return {"error": "no face detected"}
+    face = found[0]
+    centre = _centre(face.box)
+    sweep_crops = []
+    for t in sweep:
+        turned = rotate_image(image, t, tuple(centre))
+        det = _nearest(detect(turned), centre)
+        sweep_crops.append(None if det is None else crop_pixels(turned, det.box, spec))
+    mirrored = mirror_image(image)
+    det_m = _nearest(detect(mirrored), np.array([image.shape[1] - centre[0], centre[1]]))
+    return {"box": [round(v, 1) for v in face.box], "score": round(face.score, 3),
+            "original": crop_pixels(image, face.box, spec), "sweep": sweep_crops,
+            "mirror": None if det_m is None else crop_pixels(mirrored, det_m.box, spec)}
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of y on x and its R^2."""
+    slope, icpt = np.polyfit(x, y, 1)
+    ss_res = float(((y - (slope * x + icpt)) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return float(slope), (1.0 - ss_res / ss_tot) if ss_tot > 0 else 0.0
+
+
+def score(crops: dict, predict: Predict, sweep: Sequence[float] = SWEEP) -> dict:
+    """One photo's metrics from its ``crops_for`` crops under one model."""
+    if "error" in crops:
+        return {"error": crops["error"]}
+    have = [i for i, c in enumerate(crops["sweep"]) if c is not None]
+    if len(have) < 3:
+        return {"error": f"face found at only {len(have)} of {len(sweep)} sweep angles"}
+    batch = [crops["original"]] + [crops["sweep"][i] for i in have]
+    batch += [crops["mirror"]] if crops["mirror"] is not None else []
+    pred = np.asarray(predict(np.stack(batch)), np.float64).reshape(len(batch), 3)
+    base = pred[0]
+    t = np.array([sweep[i] for i in have])
+    got = pred[1:1 + len(have)]
+    if not np.isfinite(base[2]):
+        return {"error": "the model gave no roll for the unturned photo"}
+    # a model without yaw or pitch (NaN) is taken as seeing a frontal face
+    want = np.stack([rotate_pose(np.nan_to_num(base), a) for a in t])
+    # expected roll unwrapped around the base roll, so a +-40 degree sweep never jumps by 360
+    want_roll = base[2] + (want[:, 2] - base[2] + 180.0) % 360.0 - 180.0
+    fit = np.isfinite(got[:, 2])
+    if fit.sum() < 3:
+        return {"error": f"roll predicted at only {int(fit.sum())} sweep angles"}
+    slope, r2 = _fit(want_roll[fit], got[fit, 2])
+    resid = got - want
+
+    def num(v: float, digits: int = 2) -> float | None:  # NaN (an output a model does not give) -> None
+        return round(float(v), digits) if np.isfinite(v) else None
+
+    out = {"box": crops["box"], "detector_score": crops["score"], "angles_detected": len(have),
+           "pose": [num(v) for v in base], "roll_slope": num(slope, 3), "roll_r2": num(r2, 3),
+           "yaw_drift": num(np.ptp(resid[:, 0])), "pitch_drift": num(np.ptp(resid[:, 1])), "mirror_error": None}
+    if crops["mirror"] is not None:
+        out["mirror_error"] = num(np.nanmax(np.abs(pred[-1] - mirror_pose(base))))
+    out["passes"] = passes(out)
+    return out
+
+
+def passes(m: dict) -> bool:
+    if any(m.get(k) is None for k in METRICS):
+        return False
+    lo, hi = TARGETS["roll_slope"]
+    return (lo <= m["roll_slope"] <= hi and m["roll_r2"] >= TARGETS["roll_r2_min"]
+            and max(m["yaw_drift"], m["pitch_drift"]) <= TARGETS["drift_max"]
+            and m["mirror_error"] <= TARGETS["mirror_error_max"])
+
+
+def aggregate(per_photo: dict[str, dict]) -> dict:
+    """Mean and worst of each metric over the photos that could be scored; passes only if every photo does."""
+    ok = [m for m in per_photo.values() if "error" not in m]
+    out: dict = {"photos": len(per_photo), "scored": len(ok),
+                 "passes_all": bool(ok) and len(ok) == len(per_photo) and all(m["passes"] for m in ok)}
+    for key in METRICS:
+        vals = np.array([m[key] for m in ok if m.get(key) is not None], np.float64)
+        if not len(vals):
+            continue
+        worst = (vals[np.argmax(np.abs(vals - 1.0))] if key == "roll_slope" else vals.min() if key == "roll_r2"
+                 else vals.max())
+        out[key] = {"mean": round(float(vals.mean()), 3), "worst": round(float(worst), 3)}
+    return out
+
+
+def eye_line_roll(crops: np.ndarray) -> np.ndarray:
+    """A reference "model" that reads roll off the detector's eye keypoints on each crop (yaw and pitch
+    NaN: it has none). It shows what the check measures for a roll estimate that follows the face: its
+    slope and R^2 test the sweep, the re-detection and the crop spec, not a trained network."""
+    out = np.full((len(crops), 3), np.nan)
+    for i, c in enumerate(crops):
+        found = detect(c)
+        if found:
+            right_eye, left_eye = found[0].keypoints[0], found[0].keypoints[1]
+            # roll > 0 turns the head clockwise: the subject's left eye (image right) drops (y down)
+            out[i, 2] = np.degrees(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))
+    return out
+
+
+def check(predicts: dict[str, Predict], spec: CropSpec, names: Sequence[str] = photo_set.NAMES,
+          sweep: Sequence[float] = SWEEP) -> dict:
+    """Every photo under every model: ``{"spec", "targets", "sweep", "models": {model: {"photos":
+    {name: metrics}, "aggregate": {...}}}}``. Detection and cropping run once per photo."""
+    crops = {name: crops_for(photo_set.load(name), spec, sweep) for name in names}
+    models = {}
+    for model, predict in predicts.items():
+        per = {name: score(c, predict, sweep) for name, c in crops.items()}
+        models[model] = {"photos": per, "aggregate": aggregate(per)}
+    return {"spec": spec.to_dict(), "targets": TARGETS, "sweep": list(sweep), "models": models}

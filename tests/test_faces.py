@@ -1,0 +1,270 @@
+"""pipeline/faces: the shipped detector on shipped real photos, the crop spec, exact-label transforms,
+and the real-photo check's arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.data.face_render import rotation_matrices
+from pipeline.data.face_render_params import Appearance
+from pipeline.data.synthetic_faces import (
+    SyntheticFacesConfig,
+    draw_appearance,
+    head_landmarks,
+    project_points,
+    render_with_appearance,
+)
+from pipeline.faces import detector, photo_check, photos
+from pipeline.faces.crop import CropSpec, crop, crop_resize, crop_square
+from pipeline.faces.framing import measure_renders
+from pipeline.faces.transforms import (
+    mirror_image,
+    mirror_pose,
+    pose_from_matrices,
+    rotate_image,
+    rotate_points,
+    rotate_pose,
+)
+
+# ------------------------------------------------------------------------------------------ detector
+
+
+def test_detector_model_is_the_licensed_mediapipe_file() -> None:
+    assert detector.model_sha256() == detector.MODEL_SHA256
+    licence = detector.MODEL_PATH.with_name("face_detection_short_range.LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence
+
+
+# mediapipe 0.10.21's own FaceDetection(model_selection=0) on the shipped photos, run once in a separate
+# environment (mediapipe cannot be installed beside this project's onnx): box (left, top, right, bottom)
+# in pixels and score. The numpy decoding must reproduce them.
+MEDIAPIPE_BOXES = {"hopper": ((171.353, 146.915, 365.843, 341.394), 0.9354),
+                   "astronaut": ((177.565, 82.871, 272.909, 178.215), 0.9217),
+                   "camera": ((180.372, 122.135, 265.221, 206.985), 0.766)}
+
+
+@pytest.mark.parametrize("name", sorted(MEDIAPIPE_BOXES))
+def test_detector_reproduces_mediapipe(name: str) -> None:
+    box, score = MEDIAPIPE_BOXES[name]
+    found = detector.detect(photos.load(name))
+    assert len(found) == 1
+    assert np.abs(np.array(found[0].box) - box).max() < 0.01 and abs(found[0].score - score) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["hopper", "hopper_grey"])
+def test_detector_finds_grace_hopper(name: str) -> None:
+    img = photos.load(name)
+    found = detector.detect(img)
+    assert len(found) == 1, [f.box for f in found]
+    face = found[0]
+    left, top, right, bottom = face.box
+    h, w = img.shape[:2]
+    assert face.score > 0.8
+    # the face is the middle third of the portrait, roughly square
+    assert 0.25 * w < right - left < 0.55 * w and 0.8 < (right - left) / (bottom - top) < 1.25
+    assert 0.3 * w < (left + right) / 2 < 0.7 * w and 0.25 * h < (top + bottom) / 2 < 0.65 * h
+    eyes, nose, mouth = face.keypoints[:2], face.keypoints[2], face.keypoints[3]
+    assert (eyes[:, 1] < nose[1]).all() and nose[1] < mouth[1]  # eyes above the nose above the mouth
+    assert eyes[0, 0] < eyes[1, 0]  # the subject's right eye is on the image's left
+    assert ((face.keypoints[:4] > [left, top]) & (face.keypoints[:4] < [right, bottom])).all()
+
+
+def test_detector_on_many_people_and_on_no_face() -> None:
+    """scikit-image's 100 LFW faces (25 px grey, enlarged and padded to a portrait's framing) and the 100
+    background patches that come with them: faces found, backgrounds not."""
+    lfw = np.load(photos._package_dir("skimage") / "data" / "lfw_subset.npy")
+
+    def frame(a: np.ndarray) -> np.ndarray:
+        big = np.asarray(Image.fromarray(np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)).resize((100, 100)))
+        return np.pad(big, 50, mode="edge")
+
+    faces = sum(bool(detector.detect(frame(a))) for a in lfw[:100])
+    backgrounds = sum(bool(detector.detect(frame(a))) for a in lfw[100:])
+    assert faces >= 90 and backgrounds <= 2, (faces, backgrounds)
+    assert detector.detect(np.full((200, 300, 3), 128, np.uint8)) == []
+
+
+def test_detector_rejects_bad_images() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        detector.detect(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        detector.detect(np.zeros((64, 64, 2), np.uint8))
+
+
+def test_every_listed_photo_ships_and_shows_a_face() -> None:
+    for p in photos.PHOTOS:
+        img = photos.load(p.name)
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 256
+        if p.grey or p.name == "camera":
+            assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])
+        else:
+            assert np.abs(img[..., 0].astype(int) - img[..., 2]).mean() > 5  # a colour photo
+    assert len({p.person for p in photos.PHOTOS}) == 3
+
+
+# ------------------------------------------------------------------------------------------ crop spec
+
+
+def test_crop_spec_round_trips_through_model_meta_json() -> None:
+    spec = CropSpec(scale=1.8, shift_y=0.05, padding="zero", size=96, layout="NHWC", channels="BGR",
+                    range=(-1.0, 1.0), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    back = CropSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back == spec
+    assert CropSpec.from_dict(CropSpec().to_dict()) == CropSpec()
+    with pytest.raises(ValueError, match="unknown keys"):
+        CropSpec.from_dict({**spec.to_dict(), "shift": 0.1})
+    with pytest.raises(ValueError, match="padding"):
+        CropSpec(padding="reflect")
+    with pytest.raises(ValueError, match="scale"):
+        CropSpec(scale=0.0)
+
+
+def test_crop_geometry_padding_and_tensor_layout() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    # a 10-px box at (10, 10) with scale 2 and no shift is the square (5, 5, 20)
+    assert crop_square((10, 10, 20, 20), 2.0, 0.0) == (5.0, 5.0, 20.0)
+    assert crop_square((10, 10, 20, 20), 2.0, 0.25) == (5.0, 10.0, 20.0)
+    assert np.array_equal(crop_resize(rgb, (0.0, 0.0, 30.0), 30, 30), rgb[:30])
+    far = (-100.0, -100.0, 4.0)
+    assert (crop_resize(rgb, far, 2, 2, "zero") == 0).all()
+    assert (crop_resize(rgb, far, 2, 2, "edge") == rgb[0, 0]).all()
+    spec = CropSpec(scale=1.0, shift_y=0.0, size=20)
+    x = crop(rgb, (0, 0, 20, 20), spec)
+    assert x.shape == (1, 3, 20, 20) and x.dtype == np.float32
+    assert np.allclose(x[0].transpose(1, 2, 0), rgb[:20, :20] / 255.0)
+    bgr = crop(rgb, (0, 0, 20, 20), CropSpec(scale=1.0, shift_y=0.0, size=20, layout="NHWC", channels="BGR"))
+    assert np.allclose(bgr[0], rgb[:20, :20, ::-1] / 255.0)
+
+
+def test_default_framing_matches_the_renders() -> None:
+    """CropSpec's scale and shift are the measured framing of the renders under the shipped detector."""
+    m = measure_renders(n=24, size=128, seed=3)
+    assert m["detected"] >= 20
+    assert abs(m["scale_q25_50_75"][1] - CropSpec().scale) < 0.1
+    assert abs(m["shift_y_q25_50_75"][1] - CropSpec().shift_y) < 0.04
+
+
+# ------------------------------------------------------------------------------------------ exact labels
+
+
+def test_pose_from_matrices_inverts_rotation_matrices() -> None:
+    rng = np.random.default_rng(1)
+    poses = rng.uniform(-1, 1, (500, 3)) * [89.0, 89.0, 179.0]
+    assert np.abs(pose_from_matrices(rotation_matrices(poses)) - poses).max() < 1e-9
+
+
+def _turned_appearance(app: Appearance, t: float) -> Appearance:
+    """The head offset (tx, ty: camera x right, y up) turned t clockwise on screen with the image."""
+    v = {k: x.copy() for k, x in app.values.items()}
+    a = np.radians(-t)
+    v["tx"] = np.cos(a) * app["tx"] - np.sin(a) * app["ty"]
+    v["ty"] = np.sin(a) * app["tx"] + np.cos(a) * app["ty"]
+    return Appearance(v)
+
+
+def test_rotated_render_has_the_recomputed_label() -> None:
+    """Render at P, turn the image t clockwise: its landmarks sit exactly where a render at
+    rotate_pose(P, t) puts them, and that render matches the turned image far better than the naive
+    label (roll + t). Pixels cannot match exactly: the light stays fixed in the camera while the
+    image turns, and the shoulders follow the head only in part."""
+    size, t = 96, 30.0
+    cfg = SyntheticFacesConfig(image_size=size, background="plain", occlusion_prob=0.0, noise_std=0.0,
+                               light_variation=0.0, blur_min=0.0, blur_max=0.0)
+    poses = np.array([[40.0, 25.0, 10.0], [-30.0, -20.0, -15.0], [60.0, 10.0, 0.0]])
+    app = draw_appearance(len(poses), 1, cfg)
+    turned_app = _turned_appearance(app, t)
+    exact = rotate_pose(poses, t)
+    naive = poses + [0.0, 0.0, t]
+    assert np.abs(exact - naive).max() > 10  # the test can tell them apart
+
+    lm = head_landmarks(app)
+    pts = np.stack([lm[k] for k in lm], 1)
+    centre = (size / 2 - 0.5, size / 2 - 0.5)  # project_points puts pixel centres at integers
+    moved = rotate_points(project_points(pts, poses, app, size), t, centre)
+    assert np.abs(moved - project_points(pts, exact, turned_app, size)).max() < 1e-9
+    assert np.abs(moved - project_points(pts, naive, turned_app, size)).max() > 5
+
+    images = render_with_appearance(poses, app, cfg)
+    ref_exact = render_with_appearance(exact, turned_app, cfg).astype(float)
+    ref_naive = render_with_appearance(naive, turned_app, cfg).astype(float)
+    yy, xx = np.mgrid[0:size, 0:size]
+    disc = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (0.4 * size) ** 2
+    for i in range(len(poses)):
+        turned = rotate_image(images[i], t).astype(float)
+        err_exact = np.abs(turned - ref_exact[i])[disc].mean()
+        err_naive = np.abs(turned - ref_naive[i])[disc].mean()
+        assert err_exact < 20 and err_exact < 0.9 * err_naive, (i, err_exact, err_naive)
+
+
+def test_mirrored_render_has_the_mirrored_label() -> None:
+    cfg = SyntheticFacesConfig(image_size=64, noise_std=0.0)
+    poses = np.array([[35.0, -15.0, 20.0], [-50.0, 30.0, -10.0]])
+    app = draw_appearance(len(poses), 2, cfg)
+    images = render_with_appearance(poses, app, cfg)
+    mirrored = render_with_appearance(mirror_pose(poses), app.mirrored(), cfg)
+    for i in range(len(poses)):
+        assert np.abs(mirror_image(images[i]).astype(int) - mirrored[i]).mean() < 0.1
+
+
+# ------------------------------------------------------------------------------------------ photo check
+
+
+def _fake_crops(n_sweep: int) -> dict:
+    """Crops that carry their own identity in pixel (0, 0): 0 the original, 1..n the sweep, 255 the mirror."""
+    def c(v: int) -> np.ndarray:
+        return np.full((4, 4, 3), v, np.uint8)
+    return {"box": [0, 0, 1, 1], "score": 1.0, "original": c(0), "sweep": [c(i + 1) for i in range(n_sweep)],
+            "mirror": c(255)}
+
+
+def test_photo_check_scores_an_ideal_and_a_frozen_model() -> None:
+    sweep = photo_check.SWEEP
+    base = np.array([15.0, -10.0, 5.0])
+
+    def ideal(crops: np.ndarray) -> np.ndarray:
+        out = []
+        for k in crops[:, 0, 0, 0]:
+            out.append(base if k == 0 else mirror_pose(base) if k == 255 else rotate_pose(base, sweep[k - 1]))
+        return np.array(out)
+
+    good = photo_check.score(_fake_crops(len(sweep)), ideal, sweep)
+    assert good["roll_slope"] == pytest.approx(1.0, abs=1e-3) and good["roll_r2"] == pytest.approx(1.0, abs=1e-3)
+    assert good["yaw_drift"] < 1e-6 and good["pitch_drift"] < 1e-6 and good["mirror_error"] < 1e-6
+    assert good["passes"]
+    frozen = photo_check.score(_fake_crops(len(sweep)), lambda c: np.tile(base, (len(c), 1)), sweep)
+    assert frozen["roll_slope"] == pytest.approx(0.0, abs=1e-6) and not frozen["passes"]
+    agg = photo_check.aggregate({"a": good, "b": frozen})
+    assert agg["roll_slope"]["worst"] == pytest.approx(0.0, abs=1e-6) and not agg["passes_all"]
+    assert photo_check.aggregate({"a": good})["passes_all"]
+    assert "error" in photo_check.score({"error": "no face detected"}, ideal, sweep)
+
+
+def test_photo_check_crops_a_real_photo_at_every_angle() -> None:
+    spec = CropSpec(size=32)
+    crops = photo_check.crops_for(photos.load("hopper"), spec, sweep=(-40.0, 0.0, 40.0))
+    assert all(c is not None and c.shape == (32, 32, 3) for c in crops["sweep"])
+    assert crops["mirror"] is not None
+    # the unturned sweep crop is the original's (same detector box)
+    assert np.array_equal(crops["sweep"][1], crops["original"])
+
+
+def test_photo_check_follows_a_real_face_turning() -> None:
+    """End to end on a real photo: the turned photo is re-detected and cropped, and a roll read off
+    the detector's eye keypoints on each crop follows the exact label change."""
+    spec = CropSpec(size=128)
+    crops = photo_check.crops_for(photos.load("hopper"), spec, sweep=(-40.0, -20.0, 0.0, 20.0, 40.0))
+    m = photo_check.score(crops, photo_check.eye_line_roll, sweep=(-40.0, -20.0, 0.0, 20.0, 40.0))
+    assert 0.9 <= m["roll_slope"] <= 1.1 and m["roll_r2"] >= 0.95, m
+    assert m["yaw_drift"] is None and not m["passes"]  # no yaw or pitch: never a pass
+
+
+def test_real_faces_benchmark_names_a_missing_run(tmp_path, capsys) -> None:
+    from benchmarks import real_faces
+
+    assert real_faces.main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "summary.json is missing" in err and "python -m pipeline run" in err
