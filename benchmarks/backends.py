@@ -17,18 +17,21 @@ class Backend:
     module: str  # the Python module this host needs to run it ("" for a phone over adb)
     family: str = ""  # the exporter family whose artifacts it runs on the host ("": none, or not on the host)
     system: str = ""  # the only platform.system() it runs on ("": any)
+    # modules the benchmark worker imports before loading a model, so load_ms times the model, not the library
+    preload: tuple[str, ...] = ()
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in [
     Backend("torch", "the PyTorch models themselves (float student, converted int8 student, teacher), eager, CPU",
-            "torch"),
-    Backend("onnxruntime", "ONNX artifacts in onnxruntime's CPU execution provider", "onnxruntime", "onnx"),
+            "torch", preload=("torch", "benchmarks.models")),
+    Backend("onnxruntime", "ONNX artifacts in onnxruntime's CPU execution provider", "onnxruntime", "onnx",
+            preload=("onnxruntime",)),
     Backend("litert", "TFLite artifacts in the LiteRT interpreter (XNNPACK) on the host CPU", "ai_edge_litert",
-            "tflite"),
+            "tflite", preload=("ai_edge_litert.interpreter",)),
     Backend("coreml", "CoreML packages with MLModel.predict (macOS only; skipped elsewhere)", "coremltools", "coreml",
-            "Darwin"),
+            "Darwin", preload=("coremltools",)),
     Backend("executorch", "ExecuTorch .pte programs in executorch.runtime (XNNPACK delegate) on the host CPU",
-            "executorch.runtime", "executorch"),
+            "executorch.runtime", "executorch", preload=("exporters.executorch", "executorch.runtime")),
     Backend("android", "TFLite artifacts on a phone over adb with benchmark_model", ""),
 ]}
 # exporter family -> the host backend that runs its artifacts

@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from exporters.formats import SHIPPED_FORMAT
 from pipeline import contract
 from pipeline.faces.crop import CropSpec, normalize
 from pipeline.faces.photo_check import METRICS, TARGETS, Predict, check, eye_line_roll
 from pipeline.runs import atomic_write_json
 
 POSE = ("yaw", "pitch", "roll")
-INT8_FORMAT = "tflite_int8"
+INT8_FORMAT = SHIPPED_FORMAT  # the int8 artifact the app ships
 
 
 def stage_dirs(run_dir: Path) -> dict[str, Path]:

@@ -14,7 +14,7 @@ gives the input shape).
 Besides latency, every job reports what deployers compare at start-up (LiteRT's ``benchmark_model``
 reports the same kinds of figures): ``import_ms`` (loading the runtime library), ``load_ms`` (opening
 the model: parsing, delegate set-up, weight packing), ``first_run_ms`` (the first call), and memory
-from the kernel's peak resident set size of this process (``ru_maxrss``): ``idle_rss_mb`` before the
+from this process's peak resident set size (:func:`peak_rss_mb`): ``idle_rss_mb`` before the
 runtime is imported (Python, NumPy and this module: what any worker holds), ``peak_rss_mb`` over
 import + load + every timed run, and ``rss_increase_mb``, their difference.
 """
@@ -31,13 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.backends import BACKENDS
 from benchmarks.timing import TimingPlan, time_repeated
 
 PROFILE_RUNS = 300
-# backend -> the modules its load imports, imported first so that load_ms times the model, not the library
-RUNTIME_MODULES = {"torch": ("torch", "benchmarks.models"), "onnxruntime": ("onnxruntime",),
-                   "litert": ("ai_edge_litert.interpreter",), "coreml": ("coremltools",),
-                   "executorch": ("exporters.executorch", "executorch.runtime")}
 
 
 def peak_rss_mb() -> float:
@@ -102,7 +99,8 @@ def run_job(job: dict) -> dict:
     threads = int(job["threads"])
     result: dict = {"profile": None, "idle_rss_mb": round(peak_rss_mb(), 1)}
     start = time.perf_counter()
-    for module in RUNTIME_MODULES.get(job["backend"], ()):
+    backend = BACKENDS.get(job["backend"])
+    for module in backend.preload if backend else ():
         importlib.import_module(module)
     result["import_ms"] = _ms_since(start)
     start = time.perf_counter()

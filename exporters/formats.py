@@ -82,18 +82,21 @@ class Family:
     tools: tuple[str, ...]  # distributions whose versions go into the artifact's meta
     extra: str = ""  # the pip extra that installs ``requires`` when it is not a default dependency
     describe: str = ""  # ``module:function(path) -> dict | None``: what the export report adds about a file
+    session: str = ""  # ``module:Class(path, threads)``: the runtime session parity and the benchmarks use
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("onnx", "exporters.onnx:export_onnx", "exporters.onnx:read_onnx_meta",
-           ("onnx", "onnxscript", "onnxsim"), ("torch", "onnx", "onnxscript", "onnxsim", "onnxruntime", "torchao")),
+           ("onnx", "onnxscript", "onnxsim"), ("torch", "onnx", "onnxscript", "onnxsim", "onnxruntime", "torchao"),
+           session="exporters.runtimes:OnnxSession"),
     Family("tflite", "exporters.tflite:export_tflite", "exporters.tflite:read_tflite_meta", ("litert_torch", "ai_edge_quantizer"),
-           ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao")),
+           ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao"),
+           session="exporters.runtimes:TfliteSession"),
     Family("coreml", "exporters.coreml_bridge:export", "exporters.coreml_bridge:read_meta", ("exporters.coreml", "coremltools"),
-           ("torch", "coremltools", "torchao")),
+           ("torch", "coremltools", "torchao"), session="exporters.runtimes:CoremlSession"),
     Family("executorch", "exporters.executorch:export_executorch", "exporters.executorch:read_executorch_meta",
            ("executorch",), ("torch", "executorch", "torchao"), extra="executorch",
-           describe="exporters.executorch:describe"),
+           describe="exporters.executorch:describe", session="exporters.executorch:ExecutorchSession"),
 ]}
 
 

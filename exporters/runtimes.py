@@ -112,20 +112,12 @@ class CoremlSession:
         pass
 
 
-def _executorch_session(path: Path, threads: int = 1) -> Session:
-    from exporters.executorch import ExecutorchSession  # imports torch: only when a .pte is opened
-
-    return ExecutorchSession(path, threads)
-
-
-SESSIONS = {"onnx": OnnxSession, "tflite": TfliteSession, "coreml": CoremlSession, "executorch": _executorch_session}
-
-
 def open_runtime(fmt: object, path: Path, threads: int = 1) -> Session:
     """Open ``path`` (an artifact of format ``fmt``, a name or ``Format``) in its family's runtime."""
-    from exporters.formats import FORMATS
+    from exporters.formats import FORMATS, resolve
 
     fmt = FORMATS[fmt] if isinstance(fmt, str) else fmt
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    return SESSIONS[fmt.family](Path(path), threads)
+    # the family's session class, from the one table (imported only when its artifacts are opened)
+    return resolve(fmt.family_row.session)(Path(path), threads)

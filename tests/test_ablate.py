@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from pipeline.contract import Run
 from tests.conftest import TINY_SINUSOID
 
 pytestmark = pytest.mark.slow
@@ -60,10 +61,11 @@ def test_tiny_ablation_grid(tmp_path):
                           "--ablation", str(study)], capture_output=True, text=True, timeout=600)
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in study.iterdir()} == before
-    assert next((tmp_path / "run" / "sinusoid").glob("report-*/figures/ablation.png")).stat().st_size > 5000
-    md = next((tmp_path / "run" / "sinusoid").glob("report-*/report.md")).read_text()
+    report_dir = Run.open(tmp_path / "run" / "sinusoid").stage("report")  # the one with the ablation
+    assert (report_dir / "figures" / "ablation.png").stat().st_size > 5000
+    md = (report_dir / "report.md").read_text()
     assert "Method: ablation" in md and tor_line in md and auto_line in md
-    html = next((tmp_path / "run" / "sinusoid").glob("report-*/report.html")).read_text()
+    html = (report_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2  # the ablation plot is inlined with the others
     # bad grid arguments are user errors
     bad = subprocess.run([sys.executable, "-m", "pipeline", "ablate", "sinusoid", "--methods", "tor_mtt"],
