@@ -32,16 +32,6 @@ from pipeline.faces.photo_check import METRICS, TARGETS, Predict, check, eye_lin
 from pipeline.runs import atomic_write_json
 
 POSE = ("yaw", "pitch", "roll")
-INT8_FORMAT = SHIPPED_FORMAT  # the int8 artifact the app ships
-
-
-def stage_dirs(run_dir: Path) -> dict[str, Path]:
-    """The run's stage folders by stage name, from its summary.json (folder names, so a moved run still works)."""
-    summary = run_dir / "summary.json"
-    if not summary.is_file():
-        raise FileNotFoundError(f"{summary} is missing: pass a finished run folder (python -m pipeline run CONFIG)")
-    stages = json.loads(summary.read_text())["stages"]
-    return {name: run_dir / Path(s["dir"]).name for name, s in stages.items() if s.get("dir")}
 
 
 def _order(names: list[str]) -> list[int]:
@@ -65,7 +55,7 @@ def tflite_predict(path: Path, meta: dict, spec: CropSpec) -> Predict:
     from exporters.artifact_io import runtime_inputs, runtime_outputs
     from exporters.runtimes import open_runtime
 
-    session = open_runtime(INT8_FORMAT, path, 1)
+    session = open_runtime(SHIPPED_FORMAT, path, 1)
     idx = _order(list(meta["outputs"][0]["names"]))
     nchw = replace(spec, layout="NCHW")  # runtime_inputs lays NCHW out as the artifact wants
 
@@ -79,20 +69,20 @@ def tflite_predict(path: Path, meta: dict, spec: CropSpec) -> Predict:
 
 def models_of(run_dir: Path, spec: CropSpec | None = None) -> tuple[dict[str, Predict], CropSpec]:
     """The three predictors of a run and the crop spec sized to its input."""
-    stages = stage_dirs(run_dir)
+    stages = contract.Run.open(run_dir).dirs
     for need in ("distill", "teacher", "export"):
         if need not in stages:
             raise FileNotFoundError(f"{run_dir} has no {need} stage: run the pipeline through export first")
-    int8 = contract.exported_artifacts(stages["export"]).get(INT8_FORMAT)
+    int8 = contract.exported_artifacts(stages["export"]).get(SHIPPED_FORMAT)
     if int8 is None:
-        raise FileNotFoundError(f"{stages['export']} has no verified {INT8_FORMAT}: add it to export.formats")
+        raise FileNotFoundError(f"{stages['export']} has no verified {SHIPPED_FORMAT}: add it to export.formats")
     meta = json.loads((int8.parent / "model_meta.json").read_text())
     shape, layout = meta["input"]["shape"], meta["input"]["layout"]
     size = shape[1] if layout == "NHWC" else shape[2]
     spec = replace(spec or CropSpec(), size=int(size))
     names = list(meta["outputs"][0]["names"])
     predicts = {"student_float": torch_predict(contract.load_student(stages["distill"]), spec, names),
-                INT8_FORMAT: tflite_predict(int8, meta, spec),
+                SHIPPED_FORMAT: tflite_predict(int8, meta, spec),
                 "teacher": torch_predict(contract.load_teacher(stages["teacher"]), spec, names),
                 # roll read off the detector's eye keypoints: what a roll that follows the face scores
                 "ref_eye_line": eye_line_roll}
@@ -132,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         base = replace(base, scale=args.scale if args.scale is not None else base.scale,
                        shift_y=args.shift_y if args.shift_y is not None else base.shift_y)
         predicts, spec = models_of(args.run_dir, base)
-    except (FileNotFoundError, ValueError, contract.ContractError) as exc:
+    except (FileNotFoundError, ValueError, contract.ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result = check(predicts, spec)

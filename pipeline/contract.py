@@ -364,7 +364,8 @@ class Run:
             raise ArtifactError(f"{root}: not a run folder (no summary.json); give <out>/<experiment> of a "
                                 "finished `python -m pipeline run`")
         stages = read_json(path).get("stages", {})
-        dirs = {n: Path(e["dir"]) for n, e in stages.items() if e.get("status") in ("ran", "cached")}
+        # stage folders always sit in the run folder: found by name, a moved or copied run still opens
+        dirs = {n: root / Path(e["dir"]).name for n, e in stages.items() if e.get("status") in ("ran", "cached")}
         return cls(root, dirs, {n: e.get("status", "") + (f": {e['reason']}" if e.get("reason") else "")
                                 for n, e in stages.items()})
 

@@ -267,4 +267,4 @@ def test_real_faces_benchmark_names_a_missing_run(tmp_path, capsys) -> None:
 
     assert real_faces.main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "summary.json is missing" in err and "python -m pipeline run" in err
+    assert err.count("\n") == 0 and "(no summary.json)" in err and "python -m pipeline run" in err
