@@ -10,8 +10,8 @@ A reference row, ``ref_eye_line``, reads roll off the detector's own eye keypoin
 yaw or pitch): it shows what the sweep and the crops allow a roll estimate that follows the face.
 
 The run folder needs complete distill, teacher and export stages (its summary.json names them).
-The crop side is the model's input side (from the int8 TFLite's model_meta.json); the framing is
-``CropSpec``'s default unless --scale / --shift-y override it.
+The crop spec is the run's own (``input.crop`` of the int8 TFLite's model_meta.json, which export
+writes from the data source's framing); --scale / --shift-y override its framing.
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ def models_of(run_dir: Path, spec: CropSpec | None = None) -> tuple[dict[str, Pr
     if int8 is None:
         raise FileNotFoundError(f"{stages['export']} has no verified {SHIPPED_FORMAT}: add it to export.formats")
     meta = json.loads((int8.parent / "model_meta.json").read_text())
-    shape, layout = meta["input"]["shape"], meta["input"]["layout"]
-    size = shape[1] if layout == "NHWC" else shape[2]
-    spec = replace(spec or CropSpec(), size=int(size))
+    # the run's own framing (model_meta.json input.crop); the tensor half is NCHW for the torch models
+    own = replace(CropSpec.from_meta(meta), layout="NCHW")
+    spec = own if spec is None else replace(own, scale=spec.scale, shift_y=spec.shift_y)
     names = list(meta["outputs"][0]["names"])
     predicts = {"student_float": torch_predict(contract.load_student(stages["distill"]), spec, names),
                 SHIPPED_FORMAT: tflite_predict(int8, meta, spec),
@@ -118,9 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shift-y", type=float, help="crop centre moved down by this fraction of the crop side")
     args = ap.parse_args(argv)
     try:
-        base = CropSpec()
-        base = replace(base, scale=args.scale if args.scale is not None else base.scale,
-                       shift_y=args.shift_y if args.shift_y is not None else base.shift_y)
+        base = None
+        if args.scale is not None or args.shift_y is not None:
+            base = CropSpec()
+            base = replace(base, scale=args.scale if args.scale is not None else base.scale,
+                           shift_y=args.shift_y if args.shift_y is not None else base.shift_y)
         predicts, spec = models_of(args.run_dir, base)
     except (FileNotFoundError, ValueError, contract.ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)

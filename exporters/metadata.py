@@ -6,12 +6,17 @@ written as ``model_meta.json`` beside the artifact and embedded in the artifact 
 ``metadata_props``, TFLite metadata, CoreML ``user_defined_metadata``), all with the same keys:
 
     {"name", "version", "description", "author", "license", "task": "regression",
-     "input": {"name", "shape", "layout", "dtype", "color", "range", "mean", "std", "quantization"},
+     "input": {"name", "shape", "layout", "dtype", "color", "range", "mean", "std", "quantization",
+               "crop"},
      "outputs": [{"name", "shape", "names", "units", "dtype", "quantization"}],
      "config_hash", "format", "precision", "tools": {distribution: version}}
 
 Models take RGB in [0, 1] and normalize internally, so ``mean`` = 0 and ``std`` = 1: the app feeds
-pixel / 255. Vector models (input (N, F)) use the same keys with layout ``"NC"`` and no color/range.
+pixel / 255. ``input.crop`` (image models of a face source) is the framing half of the crop spec of
+pipeline/faces/crop.py (``CropSpec.framing()``: ``box_source``, ``scale``, ``shift_y``, ``padding``):
+from which detector's box, at what scale and vertical shift, with what padding, the training crops
+were framed; the other half (size, layout, channels, range, mean, std) is the rest of ``input``. ``predict``, the goldens and the app read it from here.
+Vector models (input (N, F)) use the same keys with layout ``"NC"`` and no color/range.
 
 Usage: ``base = base_meta(name=..., version=..., ...)``; ``export_all`` derives each artifact's meta
 with :func:`artifact_meta`. ``python -m exporters.metadata PATH`` prints a ``model_meta.json``.
@@ -40,11 +45,13 @@ BASE_KEYS = ("name", "version", "description", "author", "license", "config_hash
 
 
 def base_meta(*, name: str, version: str, description: str, author: str, license: str, config_hash: str,
-              output_names: Sequence[str] = ("yaw", "pitch", "roll"), units: str = "degrees") -> dict:
-    """The artifact-independent part of the meta, as given by the caller."""
+              output_names: Sequence[str] = ("yaw", "pitch", "roll"), units: str = "degrees",
+              crop: dict | None = None) -> dict:
+    """The artifact-independent part of the meta, as given by the caller. ``crop``: the training
+    framing (``CropSpec.framing()``) of an image model whose inputs are face crops, else None."""
     return {"name": name, "version": version, "description": description, "author": author,
             "license": license, "config_hash": config_hash, "output_names": list(output_names),
-            "units": units}
+            "units": units, "crop": dict(crop) if crop else None}
 
 
 def tool_versions(distributions: Sequence[str]) -> dict[str, str]:
@@ -88,6 +95,7 @@ def artifact_meta(base: dict, fmt: Format | str, input_shape: Sequence[int], n_o
             "color": "RGB" if image else None, "range": [0.0, 1.0] if image else None,
             "mean": [0.0] * channels, "std": [1.0] * channels,
             "quantization": dict(IMAGE_INT8_QUANT) if quantized_io and image else None,
+            **({"crop": dict(base["crop"])} if image and base.get("crop") else {}),
         },
         "outputs": [{
             "name": "pose" if image else "output", "shape": [1, n_outputs], "names": names,

@@ -18,6 +18,7 @@ import numpy as np
 from pipeline.data import read_csv, read_gaze, read_pose, sinusoid, synthetic_faces
 from pipeline.data.convention import DEGREES, POSE_MIRROR, POSE_NAMES
 from pipeline.data.reading import SourceData, SourceError, SplitData
+from pipeline.faces.crop import CropSpec
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class Source:
     # (DataConfig, image size, skip counter) -> the whole dataset as another source's test split; None:
     # this source cannot serve as one (cross-dataset protocol: data.<section>.test)
     read_whole: Callable[..., SplitData] | None = None
+    # (DataConfig) -> how a face detector's box must be cropped to frame a face as this source's training
+    # images are framed (export writes it into model_meta.json as input.crop); None: not detector-framed
+    crop: Callable[..., CropSpec] | None = None
 
 
 def _split_sizes(cfg) -> dict[str, int]:
@@ -67,7 +71,8 @@ def _read_test_set(name: str, data_cfg, size: int, skipped) -> SplitData:
 
 
 SOURCES: dict[str, Source] = {
-    "synthetic_faces": Source("synthetic_faces", "image", "synthetic_faces", _read_faces, _faces_range, True),
+    "synthetic_faces": Source("synthetic_faces", "image", "synthetic_faces", _read_faces, _faces_range, True,
+                              crop=lambda cfg: CropSpec(size=cfg.synthetic_faces.image_size)),
     "sinusoid": Source("sinusoid", "vector", "sinusoid", _read_sinusoid,
                        lambda cfg: sinusoid.label_range(cfg.sinusoid), True),
     "300w_lp": Source("300w_lp", "image", "w300_lp", lambda cfg: read_pose.read_pose_mat(cfg, "w300_lp", _read_test_set),

@@ -66,6 +66,30 @@ class CropSpec:
         if problems:
             raise ValueError("bad crop spec: " + "; ".join(problems))
 
+    def framing(self) -> dict:
+        """The framing half, what export writes as ``input.crop`` in model_meta.json (the tensor half is
+        the rest of ``input``: shape, layout, color, range, mean, std)."""
+        return {"box_source": self.box_source, "scale": float(self.scale), "shift_y": float(self.shift_y),
+                "padding": self.padding}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> CropSpec:
+        """The whole spec of an exported artifact from its model_meta.json: ``input.crop`` for the
+        framing, the rest of ``input`` for the tensor (side, layout, channel order, range, mean, std)."""
+        inp = meta.get("input") or {}
+        crop = inp.get("crop")
+        if not crop:
+            raise ValueError("model_meta.json has no input.crop: the model was not trained on detector-framed "
+                             "face crops; re-export a face model with this version of the pipeline")
+        shape, layout = list(inp["shape"]), inp["layout"]
+        if len(shape) != 4 or layout not in LAYOUTS:
+            raise ValueError(f"model_meta.json input is {layout} {shape}, not an image model")
+        h, w = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])
+        if h != w:
+            raise ValueError(f"model_meta.json input is {h}x{w}; the crop spec makes square crops")
+        return cls.from_dict({**crop, "size": int(h), "layout": layout, "channels": inp.get("color") or "RGB",
+                              "range": inp.get("range") or (0.0, 1.0), "mean": inp["mean"], "std": inp["std"]})
+
     def to_dict(self) -> dict:
         d = asdict(self)
         for key in ("range", "mean", "std"):

@@ -70,8 +70,9 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     inputs = to_model_input(torch.from_numpy(test_x[idx]), dev).cpu().contiguous()
     source = SOURCES[cfg.data.source]
     names, units = data.output_names, data.stats["units"]
+    crop = source.crop(cfg.data).framing() if source.crop else None
     common = dict(version=__version__, author="tor-distill-pipeline", license="Apache-2.0",
-                  config_hash=ctx.dir.name.rsplit("-", 1)[-1], output_names=names, units=units)
+                  config_hash=ctx.dir.name.rsplit("-", 1)[-1], output_names=names, units=units, crop=crop)
     meta = base_meta(name=f"{cfg.experiment}-student", description=f"{cfg.distill.arch} student "
                      f"({cfg.distill.method}, {units}) for {', '.join(names)}", **common)
     low, high = source.label_range(cfg.data)
