@@ -17,6 +17,7 @@ writes from the data source's framing); --scale / --shift-y override its framing
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from dataclasses import replace
@@ -27,8 +28,8 @@ import torch
 
 from exporters.formats import SHIPPED_FORMAT
 from pipeline import contract
-from pipeline.faces.crop import CropSpec, normalize
-from pipeline.faces.photo_check import METRICS, TARGETS, Predict, check, eye_line_roll
+from pipeline.faces.crop import CropSpec, normalize, tensor_spec
+from pipeline.faces.photo_check import METRICS, TARGETS, Predict, check, eye_line_roll, photo_crops
 from pipeline.runs import atomic_write_json
 
 POSE = ("yaw", "pitch", "roll")
@@ -67,19 +68,19 @@ def tflite_predict(path: Path, meta: dict, spec: CropSpec) -> Predict:
     return predict
 
 
-def models_of(run_dir: Path, spec: CropSpec | None = None) -> tuple[dict[str, Predict], CropSpec]:
-    """The three predictors of a run and the crop spec sized to its input."""
-    stages = contract.Run.open(run_dir).dirs
+def models_of(stages: dict[str, Path], spec: CropSpec | None = None) -> tuple[dict[str, Predict], CropSpec]:
+    """The three predictors of a run (its complete stage folders by name) and its crop spec."""
     for need in ("distill", "teacher", "export"):
         if need not in stages:
-            raise FileNotFoundError(f"{run_dir} has no {need} stage: run the pipeline through export first")
+            raise FileNotFoundError(f"the run has no complete {need} stage: run the pipeline through export first")
     int8 = contract.exported_artifacts(stages["export"]).get(SHIPPED_FORMAT)
     if int8 is None:
         raise FileNotFoundError(f"{stages['export']} has no verified {SHIPPED_FORMAT}: add it to export.formats")
     meta = json.loads((int8.parent / "model_meta.json").read_text())
-    # the run's own framing (model_meta.json input.crop); the tensor half is NCHW for the torch models
-    own = replace(CropSpec.from_meta(meta), layout="NCHW")
-    spec = own if spec is None else replace(own, scale=spec.scale, shift_y=spec.shift_y)
+    # the run's own framing (model_meta.json input.crop) unless the caller gives one (runs exported before
+    # export wrote it); the tensor half from the meta, NCHW for the torch models
+    spec = (CropSpec.from_meta(meta) if spec is None else replace(spec, **tensor_spec(meta)))
+    spec = replace(spec, layout="NCHW")
     names = list(meta["outputs"][0]["names"])
     predicts = {"student_float": torch_predict(contract.load_student(stages["distill"]), spec, names),
                 SHIPPED_FORMAT: tflite_predict(int8, meta, spec),
@@ -87,6 +88,44 @@ def models_of(run_dir: Path, spec: CropSpec | None = None) -> tuple[dict[str, Pr
                 # roll read off the detector's eye keypoints: what a roll that follows the face scores
                 "ref_eye_line": eye_line_roll}
     return predicts, spec
+
+
+def grid_png(result: dict, crops: dict[str, dict], model: str = SHIPPED_FORMAT, cell: int = 192) -> bytes:
+    """The photos' crops side by side, each with ``model``'s predicted axes drawn (x red, y green, z
+    blue: the convention of pipeline/data/visualize.py) and its roll slope / mirror error below."""
+    from PIL import Image, ImageDraw
+
+    from pipeline.data.visualize import draw_pose_axes
+
+    tiles = []
+    for name, c in crops.items():
+        m = result["models"][model]["photos"][name]
+        tile = Image.new("RGB", (cell, cell + 30), "white")
+        if "error" not in c:
+            big = np.asarray(Image.fromarray(c["original"]).resize((cell, cell), Image.BILINEAR))
+            tile.paste(Image.fromarray(draw_pose_axes(big, np.nan_to_num(np.asarray(m["pose"], float)), width=3)))
+        text = (f"{name}: {m['error']}" if "error" in m else
+                f"{name}  slope {m['roll_slope']}  mirror {m['mirror_error']}")
+        ImageDraw.Draw(tile).text((4, cell + 8), text[:40], fill="black")
+        tiles.append(np.asarray(tile))
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(tiles, 1)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def run_check(stages: dict[str, Path], spec: CropSpec | None = None) -> tuple[dict, bytes]:
+    """The check on a run's stage folders: (result, PNG of the photos under the shipped int8 model)."""
+    predicts, spec = models_of(stages, spec)
+    crops = photo_crops(spec)
+    result = check(predicts, spec, crops=crops)
+    return result, grid_png(result, crops)
+
+
+def headline(result: dict) -> dict:
+    """summary.json's figures: per model, whether every photo passes and the worst value of each metric."""
+    return {model: {"passes_all": r["aggregate"]["passes_all"],
+                    **{k: r["aggregate"][k]["worst"] for k in METRICS if k in r["aggregate"]}}
+            for model, r in result["models"].items()}
 
 
 def table(result: dict) -> str:
@@ -123,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             base = CropSpec()
             base = replace(base, scale=args.scale if args.scale is not None else base.scale,
                            shift_y=args.shift_y if args.shift_y is not None else base.shift_y)
-        predicts, spec = models_of(args.run_dir, base)
+        predicts, spec = models_of(contract.Run.open(args.run_dir).dirs, base)
     except (FileNotFoundError, ValueError, contract.ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -203,6 +203,8 @@ class BenchmarkConfig:
     min_runs: int = option(100, "timed calls per repeat, at least", min=1)
     min_time_s: float = option(0.2, "seconds per repeat, at least", min=0)
     profile: bool = option(True, "per-op profile where the runtime offers one (onnxruntime on the host)")
+    real_photos: bool = option(True, "on head-pose runs, the real-photo check: float student, int8 TFLite and "
+                                     "teacher on the real photos shipped by installed packages (docs: Real faces)")
     android: AndroidBenchConfig = field(default_factory=AndroidBenchConfig)
 
 

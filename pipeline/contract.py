@@ -165,6 +165,8 @@ class BenchmarkMetrics:
     headline: dict[str, Any]  # ratios student vs teacher and int8 vs fp32 (see benchmarks/harness.py)
     host: dict[str, Any]  # pipeline.device.host_description()
     failures: list[str] = field(default_factory=list)  # teacher formats this stage failed to export
+    # the real-photo check's worst figures per model (benchmarks.real_faces.headline), or {"skipped": why}
+    real_photos: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -344,6 +346,14 @@ def load_export_report(stage: StageDir | Path, model: str = "student") -> dict:
 def load_benchmark(stage: StageDir | Path) -> dict:
     """``benchmark.json``: host, plan, threads, rows (one per artifact x backend x threads), headline."""
     return read_json(artifact_path(stage, "benchmark_json"))
+
+
+def load_real_photos(stage: StageDir | Path) -> tuple[dict, bytes] | None:
+    """The benchmark stage's real-photo check (``real_photos.json``: per model and photo, the metrics
+    of benchmarks/real_faces.py) and its PNG; None when the check did not run (see the stage's metrics)."""
+    if "real_photos_json" not in manifest(stage).get("artifacts", {}):
+        return None
+    return read_json(artifact_path(stage, "real_photos_json")), artifact_path(stage, "real_photos_png").read_bytes()
 
 
 # ---------------------------------------------------------------------------- a whole run

@@ -26,6 +26,12 @@ def _stage_headline(name: str, metrics: dict) -> str:
                      f"recall {_ratio(flagger.get('recall'))}")
     if metrics.get("failures"):
         parts.append(f"{len(metrics['failures'])} failed")
+    photos = metrics.get("real_photos") if name == "benchmark" else None
+    for model, p in (photos or {}).items():  # the real-photo check, per model that answers yaw/pitch/roll
+        if isinstance(p, dict) and "roll_slope" in p and model != "ref_eye_line":
+            parts.append(f"real photos {model}: {'pass' if p['passes_all'] else 'FAIL'} (worst roll slope "
+                         f"{p['roll_slope']:.2f}, drift {max(p.get('yaw_drift', 0), p.get('pitch_drift', 0)):.1f}, "
+                         f"mirror {p.get('mirror_error', float('nan')):.1f})")
     return ", ".join(parts)
 
 

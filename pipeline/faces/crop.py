@@ -81,14 +81,7 @@ class CropSpec:
         if not crop:
             raise ValueError("model_meta.json has no input.crop: the model was not trained on detector-framed "
                              "face crops; re-export a face model with this version of the pipeline")
-        shape, layout = list(inp["shape"]), inp["layout"]
-        if len(shape) != 4 or layout not in LAYOUTS:
-            raise ValueError(f"model_meta.json input is {layout} {shape}, not an image model")
-        h, w = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])
-        if h != w:
-            raise ValueError(f"model_meta.json input is {h}x{w}; the crop spec makes square crops")
-        return cls.from_dict({**crop, "size": int(h), "layout": layout, "channels": inp.get("color") or "RGB",
-                              "range": inp.get("range") or (0.0, 1.0), "mean": inp["mean"], "std": inp["std"]})
+        return cls.from_dict({**crop, **tensor_spec(meta)})
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -107,6 +100,19 @@ class CropSpec:
             if key in d:
                 d[key] = tuple(float(v) for v in d[key])
         return cls(**d)
+
+
+def tensor_spec(meta: dict) -> dict:
+    """The tensor half of a crop spec (size, layout, channels, range, mean, std) from model_meta.json."""
+    inp = meta.get("input") or {}
+    shape, layout = list(inp.get("shape") or []), inp.get("layout")
+    if len(shape) != 4 or layout not in LAYOUTS:
+        raise ValueError(f"model_meta.json input is {layout} {shape}, not an image model")
+    h, w = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])
+    if h != w:
+        raise ValueError(f"model_meta.json input is {h}x{w}; the crop spec makes square crops")
+    return {"size": int(h), "layout": layout, "channels": inp.get("color") or "RGB",
+            "range": tuple(inp.get("range") or (0.0, 1.0)), "mean": tuple(inp["mean"]), "std": tuple(inp["std"])}
 
 
 def crop_square(box: Sequence[float], scale: float, shift_y: float) -> tuple[float, float, float]:

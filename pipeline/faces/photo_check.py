@@ -146,11 +146,18 @@ def eye_line_roll(crops: np.ndarray) -> np.ndarray:
     return out
 
 
+def photo_crops(spec: CropSpec, names: Sequence[str] = photo_set.NAMES, sweep: Sequence[float] = SWEEP
+                ) -> dict[str, dict]:
+    """``crops_for`` of every shipped photo: detection and cropping, once for all models."""
+    return {name: crops_for(photo_set.load(name), spec, sweep) for name in names}
+
+
 def check(predicts: dict[str, Predict], spec: CropSpec, names: Sequence[str] = photo_set.NAMES,
-          sweep: Sequence[float] = SWEEP) -> dict:
+          sweep: Sequence[float] = SWEEP, crops: dict[str, dict] | None = None) -> dict:
     """Every photo under every model: ``{"spec", "targets", "sweep", "models": {model: {"photos":
-    {name: metrics}, "aggregate": {...}}}}``. Detection and cropping run once per photo."""
-    crops = {name: crops_for(photo_set.load(name), spec, sweep) for name in names}
+    {name: metrics}, "aggregate": {...}}}}``. ``crops``: :func:`photo_crops` output when the caller
+    needs the crops too (else made here)."""
+    crops = crops if crops is not None else photo_crops(spec, names, sweep)
     models = {}
     for model, predict in predicts.items():
         per = {name: score(c, predict, sweep) for name, c in crops.items()}

@@ -99,6 +99,9 @@ def build_sections(run: Run, ablation: Path | None) -> tuple[list[Section], list
     if abl is not None:
         out.append(abl)
     out += [sec.export_section(run), sec.benchmark_section(run, bench, units, figs)]
+    photos = sec.real_photos_section(run, figs)
+    if photos is not None:
+        out.append(photos)
     return out, figs
 
 

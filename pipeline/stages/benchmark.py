@@ -6,6 +6,12 @@ each backend in ``benchmark.backends`` at each thread count in ``benchmark.threa
 student-vs-teacher ratio is measured in one run. Android rows run ``benchmark_model`` over adb when
 ``benchmark.android.benchmark_model`` names a binary. Writes ``benchmark.json`` and ``benchmark.csv``.
 
+On a head-pose run whose data source frames its crops as a face detector does (a crop spec), the
+real-photo check (benchmarks/real_faces.py) runs too: the float student, the shipped int8 TFLite and
+the teacher on the real photos that ship with installed packages, through the shipped detector and the
+run's crop spec. It writes ``real_photos.json`` and ``real_photos.png`` (the photos with the int8
+model's axes drawn); its worst figures per model are this stage's ``real_photos`` metrics.
+
 Artifacts that failed export are not timed, and ``benchmark.json`` lists them (``failures``) first.
 """
 
@@ -21,6 +27,9 @@ from benchmarks.accuracy import artifact_errors, torch_errors
 from benchmarks.backends import FAMILY_BACKEND
 from benchmarks.harness import Target, format_table, run_benchmark, write_results
 from benchmarks.models import load_torch_model
+from benchmarks.real_faces import headline as photo_headline
+from benchmarks.real_faces import run_check
+from benchmarks.real_faces import table as photo_table
 from benchmarks.timing import TimingPlan
 from exporters.formats import FORMATS
 from exporters.metadata import META_FILE
@@ -33,9 +42,10 @@ from pipeline.contract import (
     read_metrics,
 )
 from pipeline.data.dataset import load_dataset
+from pipeline.data.sources import SOURCES
 from pipeline.device import DeviceInfo
 from pipeline.models.complexity import count_macs, count_params
-from pipeline.runs import StageContext
+from pipeline.runs import StageContext, atomic_write_bytes, atomic_write_json
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput, StageSkipped
 from pipeline.train import to_model_input
@@ -141,6 +151,28 @@ def _android_rows(cfg: Config, targets: list[Target], ctx: StageContext) -> list
     return rows
 
 
+POSE_OUTPUTS = {"yaw", "pitch", "roll"}
+
+
+def _real_photos(cfg: Config, ctx: StageContext, names: list[str]) -> tuple[dict, dict[str, str]]:
+    """(metrics, artifacts) of the real-photo check; metrics say why when it does not apply."""
+    if not cfg.benchmark.real_photos:
+        return {"skipped": "benchmark.real_photos is false"}, {}
+    if SOURCES[cfg.data.source].crop is None or not POSE_OUTPUTS <= set(names):
+        return {"skipped": f"data source {cfg.data.source!r} has no face-detector crop spec or no yaw/pitch/roll "
+                           "outputs"}, {}
+    stages = {k: ctx.upstream[k].path for k in ("distill", "teacher", "export")}
+    try:
+        result, png = run_check(stages)
+    except (FileNotFoundError, ValueError) as exc:  # e.g. the shipped format was not exported
+        log.warning("real-photo check not run: %s", exc)
+        return {"skipped": str(exc)}, {}
+    atomic_write_json(ctx.dir / "real_photos.json", result)
+    atomic_write_bytes(ctx.dir / "real_photos.png", png)
+    log.info("real-photo check:\n%s", photo_table(result))
+    return photo_headline(result), {"real_photos_json": "real_photos.json", "real_photos_png": "real_photos.png"}
+
+
 def run(cfg: Config, ctx: StageContext) -> StageOutput:
     if not cfg.benchmark.enabled:
         raise StageSkipped("benchmark.enabled is false")
@@ -157,8 +189,10 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
     write_results(result, ctx.dir)
     log.info("benchmark results:\n%s", format_table(result))
     artifacts = {"benchmark_json": "benchmark.json", "benchmark_csv": "benchmark.csv"}
+    photos, photo_files = _real_photos(cfg, ctx, names)
+    artifacts.update(photo_files)
     # no failures of its own: the artifacts it could not time are the export stage's, counted there
-    metrics = BenchmarkMetrics(result["headline"], result["host"], [])
+    metrics = BenchmarkMetrics(result["headline"], result["host"], [], photos)
     return StageOutput(as_metrics(metrics), artifacts)
 
 
