@@ -15,6 +15,8 @@ from pipeline.config import Config, validate
 from pipeline.data.convention import POSE_MIRROR, gaze_from_vector, mirror_labels, pose_from_pose_para
 from pipeline.data.reading import SourceError, carve
 from pipeline.data.sources import SOURCES
+from pipeline.faces.crop import CropSpec, crop_pixels
+from pipeline.faces.detector import box_from_landmarks
 from pipeline.schema import build
 
 
@@ -140,7 +142,8 @@ def test_300wlp_labels_crop_geometry_groups_and_skips(tmp_path):
     root = tmp_path / "300W_LP"
     write_300wlp(root)
     cfg = data_cfg({"source": "300w_lp", "w300_lp": {"root": str(root), "margin": 0.25, "image_size": 60,
-                                                     "test": [], "val_fraction": 0.0, "test_fraction": 0.0}})
+                                                     "framing": "landmarks", "test": [], "val_fraction": 0.0,
+                                                     "test_fraction": 0.0}})
     src = SOURCES["300w_lp"].read(cfg)
     tr = src.splits["train"]
     assert len(tr.y) == 6 and src.output_names == ("yaw", "pitch", "roll") and src.mirror_signs == POSE_MIRROR
@@ -159,9 +162,28 @@ def test_300wlp_labels_crop_geometry_groups_and_skips(tmp_path):
 def test_crop_past_the_edge_is_padded_black(tmp_path):
     write_mat_sample(tmp_path, "edge", box=(0, 0, 40, 40), size=(60, 60))
     cfg = data_cfg({"source": "aflw2000", "aflw2000": {"root": str(tmp_path), "margin": 0.5, "image_size": 80,
-                                                       "val_fraction": 0.0, "test_fraction": 0.0}})
+                                                       "framing": "landmarks", "val_fraction": 0.0,
+                                                       "test_fraction": 0.0}})
     x = SOURCES["aflw2000"].read(cfg).splits["train"].x[0]  # box (-20, -20)-(60, 60)
     assert x[:20, :20].max() == 0 and x[30:, 30:].mean() > 20
+
+
+def test_detector_framing_is_the_crop_spec_of_the_detectors_box(tmp_path):
+    """300W-LP / AFLW2000 by default: the box the shipped detector draws around the eyes and mouth, cropped
+    by the crop spec exactly as the app and predict crop a detected face; export writes that spec."""
+    write_mat_sample(tmp_path, "face", box=(60, 50, 100, 90))
+    cfg = data_cfg({"source": "aflw2000", "aflw2000": {"root": str(tmp_path), "image_size": 48,
+                                                       "val_fraction": 0.0, "test_fraction": 0.0}})
+    x = SOURCES["aflw2000"].read(cfg).splits["train"].x[0]
+    pt = landmarks(60, 50, 100, 90, hidden=3)
+    centres = [pt[:, [i for i in idx if (pt[:, i] >= 0).all()]].mean(1)
+               for idx in (range(36, 42), range(42, 48), range(48, 68))]
+    want = crop_pixels(np.asarray(Image.open(tmp_path / "face.jpg").convert("RGB")), box_from_landmarks(*centres),
+                       CropSpec(size=48))
+    assert x.shape == (48, 48, 3) and np.abs(x.astype(int) - want).max() <= 1
+    assert SOURCES["aflw2000"].crop(cfg).framing() == CropSpec().framing()
+    landmark_cfg = data_cfg({"source": "aflw2000", "aflw2000": {"root": str(tmp_path), "framing": "landmarks"}})
+    assert SOURCES["aflw2000"].crop(landmark_cfg) is None
 
 
 def test_aflw2000_drops_beyond_99_degrees_by_default_and_cross_dataset_split(tmp_path):

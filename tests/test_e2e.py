@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ExportConfig
+from pipeline.faces import photos as photos_module
+from pipeline.faces.crop import CropSpec
 from tests.conftest import run_cli as cli
 
 pytestmark = pytest.mark.slow
@@ -56,6 +58,18 @@ def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
     assert f"verified ({coreml_how.pop()})" in table["coreml_int8"] and "max |diff|" in table["tflite_int8"]
     flagger = d["flagger"]
     assert f"precision {flagger['precision']:.2f} recall {flagger['recall']:.2f}" in table["distill"]
+    # the crop spec travels with every artifact; the real-photo check ran in the benchmark stage
+    meta = json.loads((Path(stages["export"]["dir"]) / "tflite_int8" / "model_meta.json").read_text())
+    assert meta["input"]["crop"] == CropSpec().framing()
+    photos = stages["benchmark"]["metrics"]["real_photos"]
+    assert set(photos) == {"student_float", "tflite_int8", "teacher", "ref_eye_line"}, photos
+    assert all(p["passes_all"] in (True, False) and -5 < p["roll_slope"] < 5 for p in photos.values())
+    assert 0.9 < photos["ref_eye_line"]["roll_slope"] < 1.1  # the check itself follows a turning face
+    checked = json.loads((Path(stages["benchmark"]["dir"]) / "real_photos.json").read_text())
+    assert set(checked["models"]["tflite_int8"]["photos"]) == set(photos_module.NAMES)
+    assert "real photos tflite_int8:" in table["benchmark"]
+    html = next(Path(stages["report"]["dir"]).glob("*.html")).read_text()
+    assert "Real photos" in html and "ref_eye_line" in html
 
 
 def test_second_run_is_cached(smoke_run):

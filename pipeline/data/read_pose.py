@@ -2,9 +2,14 @@
 
 300W-LP / AFLW2000: every ``*.jpg`` (or ``.png``) under the root with a ``.mat`` of the same stem
 holding ``Pose_Para`` (pitch, yaw, roll in radians, then translation and scale) and ``pt2d`` (2 x 68
-landmarks, row 0 x, row 1 y, in pixels; negative when invisible). The crop is the square centred on
-the visible landmarks' bounding box with side ``(1 + 2 * margin)`` times its longer side, padded
-with black past the image edge, resized to ``image_size``. 300W-LP's synthesized views of one face
+landmarks, row 0 x, row 1 y, in pixels; negative when invisible). With ``framing: detector`` (the
+default) the crop is the one a face detector's box gives through the crop spec (pipeline/faces/crop.py):
+the box the shipped detector would draw around the eyes (landmarks 36-41, 42-47) and mouth (48-67)
+(``detector.box_from_landmarks``), cropped exactly as the app and ``predict`` crop a detected face, so
+the model is trained on the framing it will be given (export writes the spec into model_meta.json).
+With ``framing: landmarks`` it is the literature's crop: the square centred on the visible landmarks'
+bounding box with side ``(1 + 2 * margin)`` times its longer side, padded with black past the image
+edge; resized to ``image_size``. 300W-LP's synthesized views of one face
 (``AFW_134212_1_0`` .. ``_17``, and the ``*_Flip`` folders) share a group, so validation holds out
 whole faces.
 
@@ -40,6 +45,9 @@ from pipeline.data.reading import (
     square_box,
     workers,
 )
+from pipeline.faces.crop import CropSpec, crop_square
+from pipeline.faces.crop import crop_resize as crop_resize_spec
+from pipeline.faces.detector import box_from_landmarks
 from pipeline.schema import option
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -51,8 +59,12 @@ class PoseMatConfig:
 
     root: str = option("", "dataset folder (e.g. .../300W_LP or .../AFLW2000), searched recursively")
     image_size: int = option(64, "side of the square RGB crop in pixels", min=16, max=512)
-    margin: float = option(0.2, "crop margin on each side, as a fraction of the landmark box's longer side",
-                           min=0, max=2)
+    framing: Literal["detector", "landmarks"] = option(
+        "detector", "detector: crop as the crop spec crops the shipped face detector's box (placed from the eye "
+                    "and mouth landmarks), the framing the app gives the model; landmarks: the landmark box with "
+                    "`margin` (the published protocol, for comparing with papers)")
+    margin: float = option(0.2, "framing: landmarks: crop margin on each side, as a fraction of the landmark "
+                                "box's longer side", min=0, max=2)
     max_angle: float = option(0.0, "skip samples with any |angle| above this (degrees; 0 = keep all; "
                                    "AFLW2000's usual protocol is 99)", min=0, max=180)
     val_fraction: float = option(0.05, "validation share carved from the training data (whole faces)",
@@ -90,7 +102,26 @@ def _group_of(path: Path) -> str:
     return re.sub(r"_\d+$", "", path.stem)
 
 
-def _load_one(path: Path, margin: float, max_angle: float, size: int) -> tuple[np.ndarray, np.ndarray] | str:
+# 68-point landmark indices (iBUG): the subject's right eye, left eye, mouth
+_RIGHT_EYE, _LEFT_EYE, _MOUTH = range(36, 42), range(42, 48), range(48, 68)
+
+
+def _detector_box(pt: np.ndarray) -> tuple[float, float, float, float] | str:
+    """The shipped detector's box for a face with these 68 landmarks (2 x 68), or why there is none."""
+    if pt.shape[1] != 68:
+        return "framing detector needs 68 landmarks"
+    ok = (pt >= 0).all(0) & np.isfinite(pt).all(0)
+    centres = []
+    for idx in (_RIGHT_EYE, _LEFT_EYE, _MOUTH):
+        sel = [i for i in idx if ok[i]]
+        if not sel:
+            return "eye or mouth landmarks not visible"
+        centres.append(pt[:, sel].mean(1))
+    return box_from_landmarks(*centres)
+
+
+def _load_one(path: Path, margin: float, max_angle: float, size: int, framing: str = "landmarks"
+              ) -> tuple[np.ndarray, np.ndarray] | str:
     """One sample's (crop, label), or the reason it is skipped."""
     import scipy.io
     from PIL import Image
@@ -115,7 +146,15 @@ def _load_one(path: Path, margin: float, max_angle: float, size: int) -> tuple[n
     visible = pt[:, (pt >= 0).all(0) & np.isfinite(pt).all(0)].T
     if len(visible) < 2 or np.ptp(visible, 0).max() <= 0:
         return "fewer than 2 distinct visible landmarks"
-    box = square_box(visible, margin)
+    if framing == "detector":
+        det_box = _detector_box(pt)
+        if isinstance(det_box, str):
+            return det_box
+        spec = CropSpec(size=size)
+        left, top, side = crop_square(det_box, spec.scale, spec.shift_y)
+        box = (left, top, left + side, top + side)
+    else:
+        box = square_box(visible, margin)
     try:
         img = Image.open(path)
         full_w = img.size[0]
@@ -126,6 +165,9 @@ def _load_one(path: Path, margin: float, max_angle: float, size: int) -> tuple[n
     except Exception:
         return "unreadable image"
     f = img.size[0] / full_w
+    if framing == "detector":  # the crop spec's own resample and padding, as on the phone
+        rgb = np.asarray(img.convert("RGB"))
+        return crop_resize_spec(rgb, (box[0] * f, box[1] * f, (box[2] - box[0]) * f), size, size, spec.padding), y
     return crop_resize(img, tuple(b * f for b in box), (size, size)), y
 
 
@@ -137,7 +179,8 @@ def read_mat_folder(cfg: PoseMatConfig, key: str, size: int, skipped: Counter, p
         paths = paths[:cfg.limit]
     if not paths:
         raise SourceError(f"{key}.root: no .jpg/.png images under {root}; point it at the dataset folder")
-    results = parallel_map(lambda p: _load_one(p, cfg.margin, cfg.max_angle, size), paths, workers(cfg.workers))
+    results = parallel_map(lambda p: _load_one(p, cfg.margin, cfg.max_angle, size, cfg.framing), paths,
+                           workers(cfg.workers))
     local: Counter = Counter()
     x, y, keep = gather(results, (size, size), local)
     skipped.update({prefix + k: v for k, v in local.items()})

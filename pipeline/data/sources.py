@@ -58,6 +58,11 @@ def _faces_range(cfg) -> tuple[np.ndarray, np.ndarray]:
     return -high, high
 
 
+def _mat_crop(section) -> CropSpec | None:
+    """300W-LP / AFLW2000 crops follow the crop spec under ``framing: detector`` (pipeline.data.read_pose)."""
+    return CropSpec(size=section.image_size) if section.framing == "detector" else None
+
+
 def _read_sinusoid(cfg) -> SourceData:
     splits = {split: SplitData(*sinusoid.generate(n, cfg.seed * 10 + i, cfg.sinusoid))
               for i, (split, n) in enumerate(_split_sizes(cfg).items())}
@@ -76,11 +81,11 @@ SOURCES: dict[str, Source] = {
     "sinusoid": Source("sinusoid", "vector", "sinusoid", _read_sinusoid,
                        lambda cfg: sinusoid.label_range(cfg.sinusoid), True),
     "300w_lp": Source("300w_lp", "image", "w300_lp", lambda cfg: read_pose.read_pose_mat(cfg, "w300_lp", _read_test_set),
-                      lambda cfg: read_pose.pose_range(cfg.w300_lp.max_angle)),
+                      lambda cfg: read_pose.pose_range(cfg.w300_lp.max_angle), crop=lambda cfg: _mat_crop(cfg.w300_lp)),
     "aflw2000": Source("aflw2000", "image", "aflw2000",
                        lambda cfg: read_pose.read_pose_mat(cfg, "aflw2000", _read_test_set),
                        lambda cfg: read_pose.pose_range(cfg.aflw2000.max_angle),
-                       read_whole=read_pose.read_aflw2000_whole),
+                       read_whole=read_pose.read_aflw2000_whole, crop=lambda cfg: _mat_crop(cfg.aflw2000)),
     "biwi": Source("biwi", "image", "biwi", read_pose.read_biwi, lambda cfg: read_pose.pose_range(cfg.biwi.max_angle),
                    read_whole=read_pose.read_biwi_whole),
     "mpiigaze": Source("mpiigaze", "image", "mpiigaze", read_gaze.read_mpiigaze,

@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from pipeline.data.synthetic_faces import SyntheticFacesConfig
-
 PADDINGS = ("edge", "zero")
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
+# The model input side of the default face model; every data source passes its own image_size
+DEFAULT_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class CropSpec:
     scale: float = 2.01
     shift_y: float = -0.026
     padding: str = "edge"
-    size: int = SyntheticFacesConfig.image_size  # the model's input side; users set it from the model
+    size: int = DEFAULT_SIZE  # the model's input side; users set it from the model
     layout: str = "NCHW"
     channels: str = "RGB"
     range: tuple[float, float] = (0.0, 1.0)
