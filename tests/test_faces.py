@@ -268,3 +268,15 @@ def test_real_faces_benchmark_names_a_missing_run(tmp_path, capsys) -> None:
     assert real_faces.main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "(no summary.json)" in err and "python -m pipeline run" in err
+
+
+def test_sim_to_real_trains_on_textured_renders_and_scores_real_photos(tmp_path) -> None:
+    from benchmarks.sim_to_real import main
+
+    out = tmp_path / "lever.json"
+    assert main(["--n", "256", "--epochs", "1", "--set", "real_face_prob=1", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["options"] == ["real_face_prob=1"] and 0 < r["rendered_test_mae"] < 120
+    assert set(r["models"]["student"]["photos"]) == set(photos.NAMES)
+    with pytest.raises(SystemExit, match="real_face_probability"):
+        main(["--set", "real_face_probability=1"])

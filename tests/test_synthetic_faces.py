@@ -2,6 +2,7 @@
 
 import dataclasses
 import typing
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,9 +21,11 @@ from pipeline.data.synthetic_faces import (
 from pipeline.data.visualize import contact_sheet, draw_pose_axes, projected_axes
 
 CFG = SyntheticFacesConfig()
-# Clean renders for geometry checks: one grey background, no noise, blur, occluder, hair or accessories.
+# Clean renders for geometry checks: one grey background, no noise, blur, occluder, hair, accessories,
+# real-face textures or grey images.
 CLEAN = SyntheticFacesConfig(image_size=128, background="plain", noise_std=0.0, occlusion_prob=0.0, blur_min=0.0,
-                             blur_max=0.0, hair_prob=0.0, glasses_prob=0.0, beard_prob=0.0, light_variation=0.0)
+                             blur_max=0.0, hair_prob=0.0, glasses_prob=0.0, beard_prob=0.0, light_variation=0.0,
+                             real_face_prob=0.0, grey_prob=0.0)
 
 
 def _poses(n: int, seed: int = 0) -> np.ndarray:
@@ -170,3 +173,37 @@ def test_schema_rejects_bad_values(bad):
 
     with pytest.raises(ConfigError):
         validate({"data": {"synthetic_faces": bad}})
+
+
+def test_real_face_texture_puts_its_eyes_and_mouth_on_the_heads():
+    """A real LFW face laid on the head: the face detector finds its eyes and mouth where the rendered
+    head's eyes and mouth project, so the photo turns with the head (the label stays exact)."""
+    from pipeline.faces.detector import detect
+
+    cfg = replace(CLEAN, real_face_prob=1.0)
+    poses = np.array([[0, 0, 0], [25, 0, 0], [0, 15, 0], [0, 0, 25], [-20, -10, 15]], float)
+    app = draw_appearance(len(poses), 4, cfg)
+    assert app["tex_on"].all() and len(set(app["tex_id"].tolist())) > 1
+    images = render_with_appearance(poses, app, cfg, threads=1)
+    lm = head_landmarks(app)
+    truth = project_points(np.stack([lm["eye_right"], lm["eye_left"], lm["mouth"]], 1), poses, app, cfg.image_size)
+    plain = render_with_appearance(poses, type(app)({**app.values, "tex_on": 0.0 * app["tex_on"]}), cfg, threads=1)
+    assert np.abs(images.astype(int) - plain).mean() > 2  # the texture changed the face
+    pad = cfg.image_size // 2
+    for img, want in zip(images, truth, strict=True):
+        found = detect(np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
+        assert found, "no face found on a textured render"
+        got = found[0].keypoints[[0, 1, 3]] - pad
+        eye_gap = np.linalg.norm(want[1] - want[0])
+        assert np.abs(got - want).max() < 0.35 * eye_gap, (got, want)
+
+
+def test_grey_renders_are_grey_and_mirror_with_textures():
+    cfg = SyntheticFacesConfig(grey_prob=1.0, real_face_prob=1.0)
+    poses = _poses(12, 3)
+    app = draw_appearance(12, 3, cfg)
+    img = render_with_appearance(poses, app, cfg, threads=1).astype(int)
+    assert np.abs(img[..., 0] - img[..., 1]).max() <= 1 and np.abs(img[..., 1] - img[..., 2]).max() <= 1
+    mirrored = render_with_appearance(poses * [-1, 1, -1], app.mirrored(), cfg, threads=1)
+    diff = np.abs(img[:, :, ::-1] - mirrored)
+    assert diff.mean() < 0.1 and np.percentile(diff, 99.9) <= 2

@@ -36,6 +36,7 @@ from pipeline.data.face_render_paint import (
     paint_face,
 )
 from pipeline.data.face_render_params import Appearance
+from pipeline.data.face_textures import apply_texture, texture_affine
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +337,13 @@ def render_chunk(prep: dict[str, np.ndarray], a: Appearance, size: int, out: np.
         vals["beard_strength"] = a["beard"] * a["beard_alpha"]
         vals.update({k: a[k] for k in DECAL_COLOURS})
         sub = [c.take(sel) for c in rgb]
-        paint_face(sub, p[0].take(sel), p[1].take(sel), gate.take(sel), face.expand(vals), F32(size / 8.0))
+        skin = [c.copy() for c in sub]
+        fx, fy, fgate = p[0].take(sel), p[1].take(sel), gate.take(sel)
+        paint_face(sub, fx, fy, fgate, face.expand(vals), F32(size / 8.0))
+        if a["tex_on"].any():
+            tex = face.expand({"tex_on": a["tex_on"], "tex_id": a["tex_id"], "tex_sign": a["tex_sign"],
+                               "tex_coef": texture_affine(a["eye_x"], a["eye_y"], a["mouth_y"], a["tex_id"])})
+            apply_texture(sub, skin, fx, fy, fgate * tex["tex_on"], tex)
         for ch in range(3):
             rgb[ch][sel] = sub[ch]
     img = background(a, size)
@@ -349,6 +356,9 @@ def render_chunk(prep: dict[str, np.ndarray], a: Appearance, size: int, out: np.
     occlude(img, a, size)
     img = blur(img.reshape(n, 3, size, size), a["blur_sigma"] * size / 64.0)
     add_noise(img, a, size)
+    grey = np.flatnonzero(a["grey"])
+    if len(grey):  # ITU-R BT.601 luma in all three channels, as PIL's "L" makes grey photos
+        img[grey] = (0.299 * img[grey, 0] + 0.587 * img[grey, 1] + 0.114 * img[grey, 2])[:, None]
     img *= 255.0
     img += 0.5
     np.clip(img, 0.0, 255.0, out=img)

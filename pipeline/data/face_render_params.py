@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.data.face_textures import N_TEXTURES
+
 log = logging.getLogger(__name__)
 
 N_CLUTTER = 8  # clutter shape slots per image; ``clutter_shapes`` of the config caps how many are used
@@ -35,7 +37,7 @@ IRIS = np.array([[0.22, 0.13, 0.07], [0.10, 0.07, 0.05], [0.22, 0.38, 0.58], [0.
 
 # Keys whose value changes sign under a left-right mirror, and keys that toggle (v -> 1 - v).
 ODD_KEYS = frozenset({"gaze_x", "hair_part", "light_x", "tx", "bg_gx", "stripe_dx", "clutter_cx",
-                      "clutter_angle", "occ_cx", "occ_angle"})
+                      "clutter_angle", "occ_cx", "occ_angle", "tex_sign"})
 TOGGLE_KEYS = frozenset({"noise_flip"})
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -190,6 +192,7 @@ def draw_appearance_params(n: int, seed: int, cfg, start_index: int = 0) -> Appe
     v["ty"] = 0.10 + (2.0 * r() - 1.0) * 2.0 * cfg.translate_jitter
     _background(r, cfg, v)
     _post(r, cfg, v)
+    _realism(r, cfg, v)
     return Appearance(v)
 
 
@@ -242,3 +245,12 @@ def _post(r: _Stream, cfg, v: dict[str, np.ndarray]) -> None:
     v["noise_dx"] = np.floor(r() * 4096)
     v["noise_dy"] = np.floor(r() * 4096)
     v["noise_flip"] = np.zeros(len(v["occ_on"]))
+
+
+def _realism(r: _Stream, cfg, v: dict[str, np.ndarray]) -> None:
+    """A real face photo as the face's texture (pipeline.data.face_textures) and grey images. Drawn last,
+    so every earlier parameter of a sample is what it was without them."""
+    v["tex_on"] = (r() < cfg.real_face_prob).astype(np.float64)
+    v["tex_id"] = np.minimum(np.floor(r() * N_TEXTURES), N_TEXTURES - 1)
+    v["tex_sign"] = np.ones(len(v["tex_on"]))
+    v["grey"] = (r() < cfg.grey_prob).astype(np.float64)

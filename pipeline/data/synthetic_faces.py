@@ -56,6 +56,7 @@ import numpy as np
 
 from pipeline.data.face_render import head_landmarks, prepare, render_chunk, rotation_matrices, select
 from pipeline.data.face_render_params import Appearance, draw_appearance_params
+from pipeline.faces.crop import DEFAULT_SIZE
 from pipeline.schema import option
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ __all__ = ["Appearance", "SyntheticFacesConfig", "draw_appearance", "head_landma
 class SyntheticFacesConfig:
     """Schema of ``data.synthetic_faces``: pose ranges, appearance and augmentation of the renderer."""
 
-    image_size: int = option(64, "side of the square RGB crop in pixels", min=16, max=256)
+    image_size: int = option(DEFAULT_SIZE, "side of the square RGB crop in pixels", min=16, max=256)
     yaw_range: float = option(90.0, "max |yaw| in degrees (poses drawn uniformly in [-range, range])", min=0, max=180)
     pitch_range: float = option(60.0, "max |pitch| in degrees", min=0, max=90)
     roll_range: float = option(45.0, "max |roll| in degrees", min=0, max=180)
@@ -94,6 +95,12 @@ class SyntheticFacesConfig:
                          min=0, max=3)
     noise_std: float = option(4.0, "largest sensor-noise std in grey levels (per image U(0, noise_std))",
                           min=0, max=50)
+    # Both off by default: measured, 0.7 / 0.15 made a quickly trained student worse on the rendered test
+    # (8.85 vs 7.16 deg) and on the real photos (docs: Real faces, what did not help).
+    real_face_prob: float = option(0.0, "probability that a head wears a real face photo as its face texture "
+                                   "(scikit-image's 100 LFW faces; pipeline/data/face_textures.py)", min=0, max=1)
+    grey_prob: float = option(0.0, "probability that an image is grey (luma in R, G and B), as grey photos are",
+                              min=0, max=1)
     chunk_size: int = option(16, "images rendered per vectorised batch (speed and memory only; "
                               "the images do not depend on it)", min=1, max=4096)
 

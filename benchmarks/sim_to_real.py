@@ -1,0 +1,123 @@
+"""Weigh a renderer lever for real faces: train a student quickly on renders, score it on renders and on
+the real-photo check.
+
+Each run renders ``--n`` training faces with the given ``data.synthetic_faces`` options (``--set
+key=value``, e.g. ``real_face_prob=0.7``), trains the default student architecture on the clean labels
+(L1 on both heads, flips, one-cycle AdamW; no teacher, no label noise: only the images change between
+two runs), then prints its clean rendered-test MAE (1000 renders drawn with the same options) and the
+real-photo check (pipeline/faces/photo_check.py) of its label head. Compare two runs that differ in one
+option; both train on the same poses and seeds.
+
+    python -m benchmarks.sim_to_real --n 20000 --epochs 12 --set real_face_prob=0.7 --set grey_prob=0.15
+
+Measured (docs/real-faces.md): on 2 shared cores each run takes about 15 minutes at that budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import fields, replace
+
+import numpy as np
+import torch
+
+from benchmarks.real_faces import table
+from pipeline.data.convention import POSE_MIRROR
+from pipeline.data.synthetic_faces import SyntheticFacesConfig, render_faces, sample_poses
+from pipeline.faces.crop import CropSpec, normalize
+from pipeline.faces.photo_check import check
+from pipeline.models import build_model
+
+ARCH = "mobile_s"  # the default student
+
+
+def _options(pairs: list[str]) -> SyntheticFacesConfig:
+    cfg = SyntheticFacesConfig()
+    kinds = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg)}
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in kinds:
+            raise SystemExit(f"error: --set {pair!r}: use key=value with a data.synthetic_faces key "
+                             f"({', '.join(sorted(kinds))})")
+        changes[key] = kinds[key](value)
+    return replace(cfg, **changes)
+
+
+def train(cfg: SyntheticFacesConfig, n: int, epochs: int, seed: int = 11, batch: int = 128) -> tuple:
+    """(model, clean rendered-test MAE) of a student trained on ``n`` renders of ``cfg``."""
+    poses = sample_poses(n, seed, cfg)
+    x = torch.from_numpy(render_faces(poses, seed, cfg))
+    y = torch.from_numpy(poses.astype(np.float32))
+    test_poses = sample_poses(1000, seed + 1, cfg)
+    test_x = torch.from_numpy(render_faces(test_poses, seed + 1, cfg))
+    high = [cfg.yaw_range, cfg.pitch_range, cfg.roll_range]
+    # uniform labels: std = range / sqrt(3)
+    model = build_model(ARCH, {"label_mean": [0.0] * 3, "label_std": [h / 3 ** 0.5 for h in high]})
+    steps = len(x) // batch
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps * epochs)
+    mirror = torch.tensor(POSE_MIRROR, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+
+    def inputs(u8: torch.Tensor) -> torch.Tensor:
+        return u8.permute(0, 3, 1, 2).float() / 255.0
+
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        for s in range(steps):
+            idx = order[s * batch:(s + 1) * batch]
+            xb, yb = inputs(x[idx]), y[idx]
+            flip = torch.rand(len(idx), generator=gen) < 0.5
+            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
+            yb = torch.where(flip.view(-1, 1), yb * mirror, yb)
+            label, teacher = model(xb)
+            loss = (label - yb).abs().mean() + (teacher - yb).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    with torch.no_grad():
+        pred = model(inputs(test_x))[0].numpy()
+    return model, float(np.abs(pred - test_poses).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20000, help="training renders")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a data.synthetic_faces option (repeatable)")
+    ap.add_argument("--json", help="also write the result here")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); use 1 per run "
+                                                           "when two runs share a machine")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = _options(args.set)
+    t0 = time.perf_counter()
+    model, mae = train(cfg, args.n, args.epochs)
+    spec = CropSpec(size=cfg.image_size)
+
+    @torch.no_grad()
+    def predict(crops: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(normalize(crops, spec)))[0].numpy()
+
+    result = check({"student": predict}, spec)
+    result.update(options=args.set, n=args.n, epochs=args.epochs, rendered_test_mae=round(mae, 3),
+                  seconds=round(time.perf_counter() - t0, 1))
+    print(f"options {args.set or 'defaults'}: rendered-test MAE {mae:.2f} deg after {args.epochs} epochs "
+          f"on {args.n} renders ({result['seconds']} s)")
+    print(table(result))
+    if args.json:
+        from pipeline.runs import atomic_write_json
+
+        atomic_write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
