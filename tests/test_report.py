@@ -85,7 +85,7 @@ def test_report_files_and_inlined_images(report):
     run, report_dir, page = report
     m = contract.read_metrics(report_dir)
     assert (report_dir / m.html).is_file() and (report_dir / m.markdown).is_file()
-    assert m.sections == ["headline", "data", "training", "export", "benchmark"]
+    assert m.sections == ["headline", "data", "training", "export", "benchmark", "real_photos"]
     assert page.external == [], "the report must not reference anything outside itself"
     assert len(page.images) == m.figures >= 4
     for src in page.images:
@@ -95,6 +95,12 @@ def test_report_files_and_inlined_images(report):
         assert img.format == "PNG" and img.size[0] > 100
     md = (report_dir / m.markdown).read_text()
     assert "| artifact | backend |" in md and "## Benchmark" in md
+    # the real-photo check: one row per model and photo, the same figures as real_photos.json
+    checked, _ = contract.load_real_photos(run.stage("benchmark"))
+    rows = page.tables["real_photos"][1:]
+    assert len(rows) == sum(len(r["photos"]) for r in checked["models"].values()) > 0
+    first = checked["models"]["student_float"]["photos"]["hopper"]
+    assert ["student_float", "hopper"] == rows[0][:2] and _equal(rows[0][3], first["roll_slope"])
 
 
 def test_report_numbers_equal_the_json(report):
