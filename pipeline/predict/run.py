@@ -12,6 +12,7 @@ model's meta); still images are not a sequence and are never smoothed.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import logging
 import os
@@ -163,6 +164,21 @@ def _save_image(dest: Path, rgb: np.ndarray) -> None:
     atomic_save(dest, lambda tmp: Image.fromarray(rgb).save(tmp, format=fmt))
 
 
+def _next_frame(frames, name: str, index: int, counts: Counter, rows: list[dict]):
+    """The next decoded frame, or None at the end or where a damaged stream breaks (reported in a row)."""
+    try:
+        return next(frames)
+    except StopIteration:
+        if index == 0:
+            counts["unreadable"] += 1
+            rows.append(_row(name, None, None, error="unreadable: no frame could be decoded"))
+        return None
+    except Exception as exc:  # a damaged stream: keep what was decoded, report where it broke
+        counts["unreadable"] += 1
+        rows.append(_row(name, index, None, error=f"unreadable from this frame on: {exc}"))
+        return None
+
+
 def _video(model: PoseModel, path: Path, name: str, save_to: Path | None, smooth: bool, min_score: float,
            counts: Counter) -> list[dict]:
     try:
@@ -170,36 +186,32 @@ def _video(model: PoseModel, path: Path, name: str, save_to: Path | None, smooth
     except Exception as exc:  # any decoder failure is this file's problem, reported in its row
         counts["unreadable"] += 1
         return [_row(name, None, None, error=f"unreadable: {exc}")]
-    counts["videos"] += 1
     tracks = Tracks(model.meta) if smooth else None
     rows: list[dict] = []
+    frames = iter(reader)
 
-    def loop(writer) -> None:
-        frames = iter(reader)
+    def loop(frame, writer) -> None:
         with tqdm(total=reader.frames or None, desc=path.name, unit="frame", disable=None, leave=False,
                   dynamic_ncols=True) as bar:
-            while True:
-                try:
-                    frame = next(frames)
-                except StopIteration:
-                    return
-                except Exception as exc:  # a damaged stream: keep what was decoded, report where it broke
-                    counts["unreadable"] += 1
-                    rows.append(_row(name, bar.n, None, error=f"unreadable from this frame on: {exc}"))
-                    return
+            while frame is not None:
                 got, drawn = _frame_rows(model, frame.rgb, name, frame.index, frame.time_s, tracks, min_score)
                 rows.extend(got)
                 counts["frames"] += 1
                 if writer is not None:
                     writer.write(annotate(frame.rgb, drawn, model.spec.scale, model.spec.shift_y))
                 bar.update(1)
+                frame = _next_frame(frames, name, frame.index + 1, counts, rows)
 
     try:
-        if save_to is None:
-            loop(None)
-        else:
-            with video_writer(save_to, reader.rate) as writer:
-                loop(writer)
+        # the first frame before the writer: a file that decodes to nothing leaves no empty video behind
+        first = _next_frame(frames, name, 0, counts, rows)
+        if first is not None:
+            counts["videos"] += 1
+            if save_to is None:
+                loop(first, None)
+            else:
+                with video_writer(save_to, reader.rate) as writer:
+                    loop(first, writer)
     finally:
         reader.close()
     return rows
@@ -245,8 +257,14 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def default_out(source: str | Path) -> Path:
+    """``runs/predict/<name>``: a file's stem, a folder's name, a pattern's last folder before its wildcards."""
     text = str(source).rstrip("/\\") or "source"
-    name = Path(text).stem if Path(text).is_file() else Path(text).name
+    if glob.has_magic(text) and not Path(text).exists():
+        fixed = list(Path(text).parts[:-1])
+        cut = next((i for i, part in enumerate(fixed) if glob.has_magic(part)), len(fixed))
+        name = fixed[cut - 1] if cut else "glob"
+    else:
+        name = Path(text).stem if Path(text).is_file() else Path(text).name
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "source"
     return Path("runs") / "predict" / name
 
