@@ -94,6 +94,7 @@ def test_folder_of_real_photos(artifact, tmp_path, capsys):
 
     assert main(["predict", str(folder), "--model", str(artifact.parent), "--out", str(out), "-r"]) == 0
     assert len(_csv(out / "predictions.csv")) == 4  # the subfolder too; the format folder names the artifact
+    assert api.predict(folder, model=artifact.parent.parent, out=out).model["path"] == str(artifact)  # export folder
     result = api.predict(str(folder / "*.png"), model=artifact, out=tmp_path / "glob")
     assert len(result.rows) == 3 and result.counts["files"] == 3
 

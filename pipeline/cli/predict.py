@@ -21,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("source", help="an image, a video, a folder or a quoted glob pattern ('clips/*.mp4')")
     p.add_argument("--model", default=str(DEFAULT_MODEL),
                    help="an exported artifact (.tflite, .onnx, .pte; .mlpackage on macOS), its export format "
-                        f"folder, or a run folder, whose shipped int8 TFLite is used (default: {DEFAULT_MODEL})")
+                        "folder, or an export stage or run folder, whose shipped int8 TFLite is used (default: "
+                        f"{DEFAULT_MODEL})")
     p.add_argument("--out", help="output folder (default: runs/predict/<source name>)")
     p.add_argument("--save", action="store_true", help="also write annotated images / video (box and pose "
                    "axes) under OUT/annotated/")

@@ -1,9 +1,9 @@
 """The pose model ``predict`` runs: an exported artifact, found from ``--model``, opened in its runtime.
 
 ``--model`` is an artifact file (``.tflite``, ``.onnx``, ``.pte``; ``.mlpackage`` on macOS), a format
-folder of an export stage (the one artifact beside a ``model_meta.json``) or a run folder, whose shipped
-artifact (``exporters.formats.SHIPPED_FORMAT``, the int8 TFLite the app ships) is taken from its export
-stage. Everything about the model's input and output comes from the ``model_meta.json`` beside the
+folder of an export stage (the one artifact beside a ``model_meta.json``), an export stage folder or a
+run folder; of the last two the shipped artifact (``exporters.formats.SHIPPED_FORMAT``, the int8 TFLite
+the app ships) is used. Everything about the model's input and output comes from the ``model_meta.json`` beside the
 artifact: the crop spec (``CropSpec.from_meta``), the tensor layout, dtype and int8 quantization
 (``exporters.artifact_io``), the output names and the video smoothing constants.
 """
@@ -28,7 +28,7 @@ from pipeline.runs import UserError
 POSE = ("yaw", "pitch", "roll")
 DEFAULT_MODEL = Path("runs/face_pose")
 SUFFIXES = sorted({f.suffix for f in FORMATS.values()})
-_KINDS = f"an exported artifact ({', '.join(SUFFIXES)}), its format folder or a run folder"
+_KINDS = f"an exported artifact ({', '.join(SUFFIXES)}), its format folder, an export folder or a run folder"
 
 
 @dataclass
@@ -92,8 +92,10 @@ def find_artifact(model: str | Path) -> Path:
             return _shipped_artifact(path)
         if (path / META_FILE).is_file():
             return _in_folder(path)
-        raise UserError(f"--model {path}: a folder with neither summary.json (a run) nor {META_FILE} (an "
-                        f"export format folder); give {_KINDS}")
+        if (path / SHIPPED_FORMAT / META_FILE).is_file():  # an export stage folder: its shipped artifact
+            return _in_folder(path / SHIPPED_FORMAT)
+        raise UserError(f"--model {path}: a folder with no summary.json (a run), {META_FILE} (an export format "
+                        f"folder) or {SHIPPED_FORMAT}/{META_FILE} (an export folder); give {_KINDS}")
     if path.suffix not in SUFFIXES:
         raise UserError(f"--model {path}: {path.suffix or 'no suffix'} is not an artifact kind the pipeline "
                         f"exports; give {_KINDS}")
