@@ -81,12 +81,12 @@ class Tracks:
 
     def __init__(self, meta: dict):
         self.meta = meta
+        self.max_gap_s = PoseSmoother.from_meta(meta).max_gap_s  # a face unseen for longer is gone
         self.live: list[dict] = []  # {"id", "box", "time", "smoother"}
         self.next_id = 0
 
     def assign(self, boxes: list, t_s: float) -> list[tuple[int, PoseSmoother]]:
-        gap = PoseSmoother.from_meta(self.meta).max_gap_s
-        self.live = [tr for tr in self.live if t_s - tr["time"] <= gap and t_s >= tr["time"]]
+        self.live = [tr for tr in self.live if 0.0 <= t_s - tr["time"] <= self.max_gap_s]
         pairs = sorted(((_iou(b, tr["box"]), i, j) for i, b in enumerate(boxes) for j, tr in enumerate(self.live)),
                        reverse=True)
         chosen: dict[int, dict] = {}
