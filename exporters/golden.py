@@ -35,6 +35,7 @@ import numpy as np
 
 from exporters.artifact_io import quantize_np
 from exporters.metadata import META_FILE, read_meta
+from pipeline.data.visualize import AXES_LENGTH_FRACTION
 from pipeline.faces import crop as faces_crop
 from pipeline.runs import atomic_write_text
 
@@ -48,7 +49,6 @@ FRAMES_FILE = "frames.json"
 DEFAULT_CROP = {"scale": 2.0, "shift_y": 0.08}
 # Post-processing tolerances the Kotlin tests use (preprocessing is compared bit for bit).
 TOLERANCES = {"pose_deg": 1e-4, "axes_px": 1e-6}
-AXES_LENGTH_FRACTION = 0.4  # axis length as a fraction of the crop side (visualize.draw_pose_axes uses 0.4)
 
 
 @dataclass(frozen=True)

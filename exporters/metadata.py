@@ -9,13 +9,17 @@ written as ``model_meta.json`` beside the artifact and embedded in the artifact 
      "input": {"name", "shape", "layout", "dtype", "color", "range", "mean", "std", "quantization",
                "crop"},
      "outputs": [{"name", "shape", "names", "units", "dtype", "quantization"}],
-     "config_hash", "format", "precision", "tools": {distribution: version}}
+     "config_hash", "format", "precision", "tools": {distribution: version},
+     "smoothing": {"alpha", "max_gap_s"}}
 
 Models take RGB in [0, 1] and normalize internally, so ``mean`` = 0 and ``std`` = 1: the app feeds
 pixel / 255. ``input.crop`` (image models of a face source) is the framing half of the crop spec of
 pipeline/faces/crop.py (``CropSpec.framing()``: ``box_source``, ``scale``, ``shift_y``, ``padding``):
 from which detector's box, at what scale and vertical shift, with what padding, the training crops
-were framed; the other half (size, layout, channels, range, mean, std) is the rest of ``input``. ``predict``, the goldens and the app read it from here.
+were framed; the other half (size, layout, channels, range, mean, std) is the rest of ``input``. ``predict``,
+the goldens and the app read it from here. ``smoothing`` (face models, the ones with ``input.crop``) holds
+the constants of the video filter of pipeline/faces/smoothing.py, which ``predict --smooth`` and the app's
+``PoseSmoother`` read from here, so the two smooth alike.
 Vector models (input (N, F)) use the same keys with layout ``"NC"`` and no color/range.
 
 Usage: ``base = base_meta(name=..., version=..., ...)``; ``export_all`` derives each artifact's meta
@@ -33,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporters.formats import FORMATS, Format
+from pipeline.faces.smoothing import meta_entry as smoothing_entry
 from pipeline.quant.pixels import PIXEL_SCALE, PIXEL_ZERO_POINT
 from pipeline.runs import atomic_write_text
 
@@ -48,10 +53,12 @@ def base_meta(*, name: str, version: str, description: str, author: str, license
               output_names: Sequence[str] = ("yaw", "pitch", "roll"), units: str = "degrees",
               crop: dict | None = None) -> dict:
     """The artifact-independent part of the meta, as given by the caller. ``crop``: the training
-    framing (``CropSpec.framing()``) of an image model whose inputs are face crops, else None."""
+    framing (``CropSpec.framing()``) of an image model whose inputs are face crops, else None; such a
+    face model also gets the video smoothing constants (``smoothing``)."""
     return {"name": name, "version": version, "description": description, "author": author,
             "license": license, "config_hash": config_hash, "output_names": list(output_names),
-            "units": units, "crop": dict(crop) if crop else None}
+            "units": units, "crop": dict(crop) if crop else None,
+            "smoothing": smoothing_entry() if crop else None}
 
 
 def tool_versions(distributions: Sequence[str]) -> dict[str, str]:
@@ -106,6 +113,7 @@ def artifact_meta(base: dict, fmt: Format | str, input_shape: Sequence[int], n_o
         "format": fmt.name,
         "precision": fmt.precision,
         "tools": tool_versions(fmt.family_row.tools),
+        **({"smoothing": dict(base["smoothing"])} if image and base.get("smoothing") else {}),
     }
 
 

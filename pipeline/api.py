@@ -8,6 +8,7 @@
     api.export(result.run_dir, formats=["tflite_int8"])
     api.bench(result.run_dir, threads=[1])
     api.report(result.run_dir)
+    rows = api.predict("photos/", model=result.run_dir, save=True).rows   # every face: box, yaw/pitch/roll
 
 Each function returns what the command prints from: a :class:`~pipeline.orchestrate.RunResult` (the run's
 ``summary.json`` as a dict, ``run_dir``, the failed stages and the failures inside completed stages), or
@@ -37,15 +38,19 @@ from pipeline.config import load_config as _load_config
 from pipeline.contract import Run
 from pipeline.data.reading import SourceError
 from pipeline.data.sources import SOURCES
+from pipeline.faces.detector import MIN_SCORE
 from pipeline.models import MODELS
 from pipeline.orchestrate import RunResult, plan, run_pipeline
+from pipeline.predict.model import DEFAULT_MODEL
+from pipeline.predict.run import PredictResult
+from pipeline.predict.run import predict as _predict
 from pipeline.runs import atomic_write_bytes
 from pipeline.schema import SCHEMA_VERSION, ConfigError, apply_overrides, build
 from pipeline.stages import STAGES
 from pipeline.sweep import run_sweep
 
-__all__ = ["STAGE_NAMES", "RunResult", "ablate", "bench", "check_dataset", "export", "init_config", "load_config",
-           "open_run", "presets", "report", "run", "sweep"]
+__all__ = ["STAGE_NAMES", "PredictResult", "RunResult", "ablate", "bench", "check_dataset", "export", "init_config",
+           "load_config", "open_run", "predict", "presets", "report", "run", "sweep"]
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 
@@ -170,6 +175,21 @@ def check_dataset(fmt: str, root: PathLike, overrides: Sequence[str] = ()) -> di
     return {"count": int(len(y)), "skipped": {k: int(v) for k, v in sorted(src.skipped.items())},
             "label_names": list(src.output_names), "units": src.units, "stats": stats,
             "first": [[round(float(v), 4) for v in row] for row in y[:5]]}
+
+
+def predict(source: PathLike, *, model: PathLike = DEFAULT_MODEL, out: PathLike | None = None, save: bool = False,
+            smooth: bool = False, recursive: bool = False, threads: int = 1,
+            min_score: float = MIN_SCORE) -> PredictResult:
+    """An exported pose model on every face of ``source`` (an image, a video, a folder or a glob pattern).
+
+    ``model``: an artifact, its export format folder or a run folder (its shipped int8 TFLite). Writes
+    ``predictions.csv`` and ``predictions.json`` into ``out`` (default ``runs/predict/<source name>``),
+    with ``save`` annotated images / video too; ``smooth`` filters each face's angles over a video as the
+    app does. Returns a :class:`~pipeline.predict.PredictResult`: ``rows`` (one dict per face, or per
+    frame without a face / input that could not be read, with its ``error``), ``counts``, ``timing``.
+    A bad ``model`` or a ``source`` that names nothing raises :class:`~pipeline.runs.UserError`."""
+    return _predict(source, model, out=out, save=save, smooth=smooth, recursive=recursive, threads=threads,
+                    min_score=min_score)
 
 
 def open_run(run_dir: PathLike) -> Run:

@@ -25,14 +25,17 @@ PACKAGES = ("pipeline", "exporters", "benchmarks")
 # ``export.formats`` and ``benchmark.backends`` against: project-import-free leaves by design (the
 # formats table names its exporter modules as strings, imported only when a format is exported), so
 # they sit in the lowest layer, and this test keeps them from growing imports of their packages.
+# ``pipeline.predict.media`` (reading and writing images and video) needs no model runtime, so the
+# benchmarks can make test video with it; the rest of ``pipeline.predict`` runs exported artifacts.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline", "pipeline.models", "pipeline.quant", "pipeline.data", "pipeline.losses", "pipeline.train",
      "pipeline.objective", "pipeline.runs", "pipeline.contract", "pipeline.config", "pipeline.schema",
      "pipeline.device", "pipeline.console", "pipeline.evaluate", "pipeline.ablation_tables", "pipeline.faces",
+     "pipeline.predict.media",
      "exporters.formats", "benchmarks.backends"),
     ("exporters", "benchmarks"),
     ("pipeline.stages", "pipeline.orchestrate", "pipeline.ablate", "pipeline.sweep", "pipeline.report",
-     "pipeline.summary", "pipeline.api", "pipeline.cli", "pipeline.__main__"),
+     "pipeline.summary", "pipeline.predict", "pipeline.api", "pipeline.cli", "pipeline.__main__"),
 )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.cli import ablate, bench, configs, dataset, export, report, run, sweep
+from pipeline.cli import ablate, bench, configs, dataset, export, predict, report, run, sweep
 from pipeline.cli.common import EXIT_STAGE_FAILED, EXIT_USER_ERROR
 from pipeline.console import setup_console
 from pipeline.data.reading import SourceError
@@ -22,7 +22,7 @@ from pipeline.schema import ConfigError
 
 # The commands, in the order `--help` lists them: each module's register(sub) adds its subparser(s) and
 # sets `handler` (args -> exit code).
-COMMAND_MODULES = (run, configs, export, bench, report, sweep, ablate, dataset)
+COMMAND_MODULES = (run, configs, export, bench, report, sweep, ablate, dataset, predict)
 
 VERBOSE_HELP = "also show third-party warnings, C++ log lines and converter progress bars; DEBUG logs"
 DEBUG_HELP = "print the traceback of an error (stage tracebacks are always in the stage's stage.log)"

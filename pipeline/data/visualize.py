@@ -22,6 +22,9 @@ from pipeline.runs import atomic_save
 log = logging.getLogger(__name__)
 
 AXIS_COLOURS = ((230, 30, 30), (30, 200, 30), (40, 80, 255))
+# Axis length as a fraction of the face crop's side (or of a lone crop's smaller side): the length the
+# Android goldens (exporters/golden.py) store, the app draws and ``predict --save`` draws.
+AXES_LENGTH_FRACTION = 0.4
 
 
 def projected_axes(pose_deg: np.ndarray) -> np.ndarray:
@@ -41,8 +44,9 @@ def _dashed(draw: ImageDraw.ImageDraw, a: tuple[float, float], b: tuple[float, f
                    (a[0] + (b[0] - a[0]) * t1, a[1] + (b[1] - a[1]) * t1)], fill=fill, width=width)
 
 
-def _draw_axes(draw: ImageDraw.ImageDraw, pose_deg, center: tuple[float, float], length: float, width: int,
-               dashed: bool) -> None:
+def draw_axes(draw: ImageDraw.ImageDraw, pose_deg, center: tuple[float, float], length: float, width: int,
+              dashed: bool = False) -> None:
+    """Draw the head axes of ``pose_deg`` from ``center`` onto a PIL drawing (several faces on one image)."""
     axes = projected_axes(pose_deg)
     # Draw the axis pointing most away from the viewer first so the nearest stays on top.
     depth = rotation_matrices(np.asarray(pose_deg, np.float64).reshape(1, 3))[0][2]
@@ -58,12 +62,12 @@ def draw_pose_axes(img_uint8_hwc: np.ndarray, pose_deg, center: tuple[float, flo
                    length: float | None = None, width: int = 2, dashed: bool = False) -> np.ndarray:
     """Copy of the (H, W, 3) uint8 image with the head axes of ``pose_deg`` (yaw, pitch, roll) drawn.
 
-    ``center`` defaults to the image centre, ``length`` (pixels) to 40 % of the smaller side.
+    ``center`` defaults to the image centre, ``length`` (pixels) to ``AXES_LENGTH_FRACTION`` of the smaller side.
     """
     im = Image.fromarray(np.ascontiguousarray(img_uint8_hwc, np.uint8))
     h, w = img_uint8_hwc.shape[:2]
     c = center if center is not None else (w / 2.0, h / 2.0)
-    _draw_axes(ImageDraw.Draw(im), pose_deg, c, length or 0.4 * min(h, w), width, dashed)
+    draw_axes(ImageDraw.Draw(im), pose_deg, c, length or AXES_LENGTH_FRACTION * min(h, w), width, dashed)
     return np.asarray(im)
 
 
@@ -94,9 +98,9 @@ def contact_sheet(images: np.ndarray, poses_true: np.ndarray, path: str | Path,
         sheet.paste(tile, (x0, y0))
         center = (x0 + w / 2.0, y0 + h / 2.0)
         length = 0.38 * min(w, h)
-        _draw_axes(draw, poses_true[i], center, length, max(1, scale), dashed=False)
+        draw_axes(draw, poses_true[i], center, length, max(1, scale), dashed=False)
         if labels_noisy is not None:
-            _draw_axes(draw, labels_noisy[i], center, length * 0.9, 1, dashed=True)
+            draw_axes(draw, labels_noisy[i], center, length * 0.9, 1, dashed=True)
         if outlier_mask is not None and bool(np.asarray(outlier_mask)[i]):
             draw.rectangle([x0 - 2, y0 - 2, x0 + w + 1, y0 + h + 1], outline=(255, 0, 0), width=2)
         y, p, r = (float(v) for v in poses_true[i])
