@@ -3,6 +3,8 @@
 # Installs what is missing, quietly and idempotently: the Kotlin compiler from npm (package
 # kotlin-compiler, into $ANDROID_DEMO_TOOLS, default ~/.cache/android-demo-tools) and Debian's junit4
 # (which brings hamcrest). Needs a JDK (17+). Prints JUnit's result line, e.g. "OK (18 tests)".
+# GOLDEN_DIR=dir runs GoldenTest on other goldens than core/src/test/resources/golden (e.g. ones written
+# from an untrained model, which must fail).
 # Where the Android SDK and Google's Maven are present, `./gradlew :core:test` runs the same tests.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -41,5 +43,6 @@ fi
 # A test class per *Test.kt file, named from its package and file name.
 mapfile -t classes < <(find "$src/test/kotlin" -name '*Test.kt' | sort | while read -r f; do
   pkg=$(sed -n 's/^package \(.*\)$/\1/p' "$f" | head -1); echo "$pkg.$(basename "$f" .kt)"; done)
-java -cp "$build/classes:$src/test/resources:$lib/kotlin-stdlib.jar:$junit:$hamcrest" org.junit.runner.JUnitCore "${classes[@]}" \
+golden=(); [[ -n "${GOLDEN_DIR:-}" ]] && golden=("-Dgolden.dir=$(cd "$GOLDEN_DIR" && pwd)")
+java "${golden[@]}" -cp "$build/classes:$src/test/resources:$lib/kotlin-stdlib.jar:$junit:$hamcrest" org.junit.runner.JUnitCore "${classes[@]}" \
   | grep -v '^JUnit version\|^\.*$\|^Time: '

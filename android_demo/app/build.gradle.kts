@@ -36,6 +36,7 @@ dependencies {
     implementation(libs.androidx.activity.ktx)
     implementation(libs.androidx.appcompat)
     implementation(libs.androidx.lifecycle.viewmodel.ktx)
+    implementation(libs.androidx.lifecycle.viewmodel.savedstate) // the accelerator choice survives process death
     implementation(libs.androidx.lifecycle.runtime.ktx)
     implementation(libs.camera.core)
     implementation(libs.camera.camera2)

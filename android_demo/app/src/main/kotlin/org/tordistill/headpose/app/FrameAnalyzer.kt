@@ -1,7 +1,7 @@
 package org.tordistill.headpose.app
 
 import android.graphics.Bitmap
-import android.graphics.Matrix
+import android.util.Log
 import androidx.camera.core.ImageAnalysis
 import androidx.camera.core.ImageProxy
 import com.google.android.gms.tasks.Tasks
@@ -10,16 +10,22 @@ import com.google.mlkit.vision.face.FaceDetection
 import com.google.mlkit.vision.face.FaceDetector
 import com.google.mlkit.vision.face.FaceDetectorOptions
 import org.tordistill.headpose.core.Box
+import org.tordistill.headpose.core.FrameStats
 import org.tordistill.headpose.core.PosePipeline
+import org.tordistill.headpose.core.UprightFrame
 
 /**
- * One camera frame -> [FrameResult], on CameraX's analysis thread: upright RGBA bitmap (the sensor
- * rotation applied, so any device orientation works), ML Kit faces, the core's crop and tensor for the
- * largest face, the estimator, smoothing and axes. [estimator] is read and swapped on this thread only.
+ * One camera frame -> [FrameResult], on CameraX's analysis thread: the RGBA rows turned upright (the
+ * sensor rotation applied, so any device orientation works) into a reused pixel array and bitmap, ML
+ * Kit faces, the core's crop and tensor for the largest face (reused buffers too), the estimator,
+ * smoothing and axes, and the speed figures. [estimator] is read and swapped on this thread only.
+ * A frame that throws (ML Kit, LiteRT, a bad box) is logged and reported through [onError]; the next
+ * frame is analysed as usual.
  */
 class FrameAnalyzer(
     private val pipeline: PosePipeline,
     private val onResult: (FrameResult) -> Unit,
+    private val onError: (Exception) -> Unit,
 ) : ImageAnalysis.Analyzer, AutoCloseable {
     var estimator: PoseEstimator? = null
 
@@ -29,38 +35,56 @@ class FrameAnalyzer(
             .setMinFaceSize(0.15f)
             .build(),
     )
+    private val frame = UprightFrame()
+    private var bitmap: Bitmap? = null // the upright frame for ML Kit, kept while the frame size holds
+    private val stats = FrameStats()
 
     override fun analyze(image: ImageProxy) {
-        val upright = image.use { upright(it) }
-        val faces = Tasks.await(detector.process(InputImage.fromBitmap(upright, 0))).map {
-            Box(it.boundingBox.left.toDouble(), it.boundingBox.top.toDouble(), it.boundingBox.right.toDouble(), it.boundingBox.bottom.toDouble())
+        try {
+            image.use { analyzeFrame(it) }
+        } catch (e: Exception) {
+            Log.e(TAG, "frame analysis failed", e)
+            onError(e)
         }
-        val w = upright.width
-        val h = upright.height
-        val est = estimator
-        val prepared = if (est == null) null else {
-            val pixels = IntArray(w * h).also { upright.getPixels(it, 0, w, 0, 0, w, h) }
-            pipeline.prepare(pixels, w, h, faces)
-        }
-        if (prepared == null || est == null) {
-            onResult(FrameResult(w, h, faces, null, null, null, null))
-            return
-        }
-        val pose = pipeline.smooth(est.estimate(prepared.tensor), System.nanoTime())
-        onResult(FrameResult(w, h, faces, prepared.face, pose, pipeline.axes(pose, prepared.square), est.lastInferenceTimeNanos() / 1e6))
     }
 
-    private fun upright(image: ImageProxy): Bitmap {
-        val bitmap = image.toBitmap()
-        val degrees = image.imageInfo.rotationDegrees
-        if (degrees == 0) return bitmap
-        val m = Matrix().apply { postRotate(degrees.toFloat()) }
-        return Bitmap.createBitmap(bitmap, 0, 0, bitmap.width, bitmap.height, m, true)
+    private fun analyzeFrame(image: ImageProxy) {
+        val t0 = System.nanoTime()
+        val plane = image.planes[0]
+        val pixels = frame.fill(plane.buffer, image.width, image.height, plane.rowStride, image.imageInfo.rotationDegrees)
+        val w = frame.width
+        val h = frame.height
+        val bmp = bitmap?.takeIf { it.width == w && it.height == h }
+            ?: Bitmap.createBitmap(w, h, Bitmap.Config.ARGB_8888).also { bitmap = it }
+        bmp.setPixels(pixels, 0, w, 0, 0, w, h)
+        val t1 = System.nanoTime()
+        val faces = Tasks.await(detector.process(InputImage.fromBitmap(bmp, 0))).map {
+            Box(it.boundingBox.left.toDouble(), it.boundingBox.top.toDouble(), it.boundingBox.right.toDouble(), it.boundingBox.bottom.toDouble())
+        }
+        val t2 = System.nanoTime()
+        val est = estimator
+        val prepared = if (est == null) null else pipeline.prepare(pixels, w, h, faces)
+        val t3 = System.nanoTime()
+        if (prepared == null || est == null) {
+            stats.add(t3, detectNanos = t2 - t1, cropNanos = null, inferNanos = null)
+            onResult(FrameResult(w, h, faces, null, null, null, stats.summary()))
+            return
+        }
+        val pose = pipeline.smooth(est.estimate(prepared.tensor), t3)
+        // crop = frame conversion + crop + input tensor; infer = the estimator's own model time
+        stats.add(System.nanoTime(), detectNanos = t2 - t1, cropNanos = (t1 - t0) + (t3 - t2), inferNanos = est.lastInferenceTimeNanos())
+        onResult(FrameResult(w, h, faces, prepared.face, pose, pipeline.axes(pose, prepared.square), stats.summary()))
     }
 
     override fun close() {
         detector.close()
         estimator?.close()
         estimator = null
+        bitmap?.recycle()
+        bitmap = null
+    }
+
+    companion object {
+        const val TAG = "HeadPose"
     }
 }

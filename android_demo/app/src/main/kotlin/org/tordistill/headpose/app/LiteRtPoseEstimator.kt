@@ -9,6 +9,7 @@ import org.tordistill.headpose.core.InputTensor
 import org.tordistill.headpose.core.ModelMeta
 import org.tordistill.headpose.core.PoseDecoder
 import org.tordistill.headpose.core.DType
+import java.io.IOException
 
 /**
  * The student on LiteRT's CompiledModel API, compiled for exactly one accelerator: CPU (XNNPACK) or
@@ -51,8 +52,16 @@ class LiteRtPoseEstimator private constructor(
     companion object {
         const val MODEL_ASSET = "model.tflite"
 
-        /** The estimator for [choice]; a GPU that cannot compile the model falls back to CPU, saying so in [ranOn]. */
+        /**
+         * The estimator for [choice]; a GPU that cannot compile the model falls back to CPU, saying so in
+         * [ranOn]. A missing model file or one LiteRT cannot load throws with a message for the screen.
+         */
         fun create(assets: AssetManager, meta: ModelMeta, choice: AcceleratorChoice): LiteRtPoseEstimator {
+            try {
+                assets.open(MODEL_ASSET).close()
+            } catch (e: IOException) {
+                throw IOException("assets/$MODEL_ASSET is missing: run ./gradlew :app:importModel -PmodelDir=... (see docs/android.md)", e)
+            }
             if (choice == AcceleratorChoice.GPU) {
                 try {
                     val gpu = CompiledModel.create(assets, MODEL_ASSET, CompiledModel.Options(Accelerator.GPU))

@@ -35,7 +35,11 @@ class MainActivity : AppCompatActivity() {
         val status = findViewById<TextView>(R.id.status)
         val overlay = findViewById<OverlayView>(R.id.overlay)
         val grant = findViewById<Button>(R.id.grant)
-        findViewById<RadioGroup>(R.id.accelerator).setOnCheckedChangeListener { _, id ->
+        // The view model owns the model and remembers the choice (also across process death): show it,
+        // then listen; re-selecting the loaded accelerator is a no-op.
+        val accelerator = findViewById<RadioGroup>(R.id.accelerator)
+        accelerator.check(if (vm.accelerator == AcceleratorChoice.GPU) R.id.gpu else R.id.cpu)
+        accelerator.setOnCheckedChangeListener { _, id ->
             vm.selectAccelerator(if (id == R.id.gpu) AcceleratorChoice.GPU else AcceleratorChoice.CPU)
         }
         grant.setOnClickListener { permission.launch(Manifest.permission.CAMERA) }
@@ -48,7 +52,6 @@ class MainActivity : AppCompatActivity() {
                 }
             }
         }
-        if (savedInstanceState == null) vm.selectAccelerator(AcceleratorChoice.CPU)
         if (ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED) {
             vm.onPermission(true)
             startCamera()

@@ -2,6 +2,7 @@ package org.tordistill.headpose.app
 
 import org.tordistill.headpose.core.AxesProjection
 import org.tordistill.headpose.core.Box
+import org.tordistill.headpose.core.FrameStats
 import org.tordistill.headpose.core.HeadPose
 
 /** Which LiteRT accelerator to ask for. */
@@ -15,7 +16,7 @@ data class FrameResult(
     val selected: Box?,
     val pose: HeadPose?,
     val axes: AxesProjection?,
-    val inferenceMs: Double?,
+    val stats: FrameStats.Summary,
 )
 
 /** Everything the screen shows. */
@@ -23,5 +24,6 @@ sealed interface UiState {
     data object NeedsPermission : UiState
     data object PermissionDenied : UiState
     data class Error(val message: String) : UiState
-    data class Running(val ranOn: String, val frame: FrameResult?) : UiState
+    /** The camera runs; [ranOn] is empty while no model is loaded; [problem] is a load or analysis error to keep on screen. */
+    data class Running(val ranOn: String, val frame: FrameResult?, val problem: String? = null) : UiState
 }

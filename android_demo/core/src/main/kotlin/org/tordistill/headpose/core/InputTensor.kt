@@ -19,31 +19,36 @@ sealed class InputTensor {
 /**
  * ARGB crop -> model input, exactly as [InputSpec] says: pixel / 255 mapped to the input range, minus
  * mean, over std, in the model's layout, and for an int8 input quantized with its scale and zero point
- * (round half to even, clamped to [-128, 127]). Mirrors exporters/golden.py input_tensor.
+ * (round half to even, clamped to [-128, 127]). Mirrors pipeline/faces/crop.py normalize and
+ * exporters/golden.py input_tensor. One tensor is allocated per builder and rewritten by every [build]
+ * (a camera frame a time, no garbage per frame): use or copy it before the next call.
  */
 class TensorBuilder(private val spec: InputSpec) {
+    private val tensor: InputTensor = when (spec.dtype) {
+        DType.FLOAT32 -> InputTensor.Float32(FloatArray(spec.size))
+        DType.INT8 -> InputTensor.Int8(ByteArray(spec.size))
+    }
+
     fun build(argb: IntArray): InputTensor {
         require(argb.size == spec.height * spec.width) {
             "crop has ${argb.size} pixels; the model takes ${spec.width} x ${spec.height}"
         }
-        val values = DoubleArray(spec.size)
         val span = spec.rangeHigh - spec.rangeLow
         val hw = spec.height * spec.width
+        val q = spec.quantization
+        val floats = (tensor as? InputTensor.Float32)?.data
+        val bytes = (tensor as? InputTensor.Int8)?.data
         for (p in 0 until hw) {
             val px = argb[p]
             for (c in 0 until 3) {
                 val byte = (px shr (16 - 8 * c)) and 0xFF
                 val x = spec.rangeLow + (byte.toDouble() / 255.0) * span
                 val index = if (spec.layout == Layout.NHWC) p * 3 + c else c * hw + p
-                values[index] = (x - spec.mean[c]) / spec.std[c]
+                val v = (x - spec.mean[c]) / spec.std[c]
+                if (floats != null) floats[index] = v.toFloat()
+                else bytes!![index] = (Math.rint(v / q!!.scale) + q.zeroPoint).coerceIn(-128.0, 127.0).toInt().toByte()
             }
         }
-        val q = spec.quantization
-        return when (spec.dtype) {
-            DType.FLOAT32 -> InputTensor.Float32(FloatArray(values.size) { values[it].toFloat() })
-            DType.INT8 -> InputTensor.Int8(ByteArray(values.size) {
-                (Math.rint(values[it] / q!!.scale) + q.zeroPoint).coerceIn(-128.0, 127.0).toInt().toByte()
-            })
-        }
+        return tensor
     }
 }

@@ -14,12 +14,49 @@ enum class Layout { NHWC, NCHW }
 
 enum class DType { FLOAT32, INT8 }
 
-/** How a detector's face box becomes the square model crop (see [FaceCrop]). */
-data class CropSpec(val scale: Double = DEFAULT_SCALE, val shiftY: Double = DEFAULT_SHIFT_Y) {
+enum class Padding { EDGE, ZERO }
+
+/**
+ * How a detector's face box becomes the square model crop (see [FaceCrop]): the framing half of
+ * pipeline/faces/crop.py CropSpec, read from model_meta.json input.crop. [boxSource] names the detector
+ * whose boxes [scale] and [shiftY] were measured on. No defaults: a model trained on other framing
+ * (another detector, the 300W-LP crops) would silently get the wrong crop, so a meta without input.crop
+ * is an error here as in CropSpec.from_meta.
+ */
+data class CropSpec(val boxSource: String, val scale: Double, val shiftY: Double, val padding: Padding) {
+    init {
+        if (!(scale > 0.0)) throw MetaException("input.crop.scale must be > 0, got $scale")
+        if (!(shiftY > -1.0 && shiftY < 1.0)) throw MetaException("input.crop.shift_y must be in (-1, 1), got $shiftY")
+    }
+
     companion object {
-        /** The defaults, equal to exporters/golden.py DEFAULT_CROP (checked by the golden tests). */
-        const val DEFAULT_SCALE = 2.0
-        const val DEFAULT_SHIFT_Y = 0.08
+        fun fromJson(crop: Map<String, Any?>): CropSpec {
+            val padding = when (val p = crop.str("padding")) {
+                "edge" -> Padding.EDGE
+                "zero" -> Padding.ZERO
+                else -> throw MetaException("input.crop.padding '$p' is not edge or zero")
+            }
+            return CropSpec(crop.str("box_source"), crop.num("scale"), crop.num("shift_y"), padding)
+        }
+    }
+}
+
+/**
+ * The live-estimate smoothing of [PoseSmoother], from model_meta.json's top-level "smoothing" (written
+ * from pipeline/faces/smoothing.py, the one definition `predict` shares). An older meta without it gets
+ * [DEFAULT], the same numbers.
+ */
+data class SmoothingSpec(val alpha: Double, val maxGapSeconds: Double) {
+    init {
+        if (!(alpha > 0.0 && alpha <= 1.0)) throw MetaException("smoothing.alpha must be in (0, 1], got $alpha")
+        if (!(maxGapSeconds >= 0.0)) throw MetaException("smoothing.max_gap_s must be >= 0, got $maxGapSeconds")
+    }
+
+    companion object {
+        val DEFAULT = SmoothingSpec(alpha = 0.5, maxGapSeconds = 0.5)
+
+        fun fromJson(m: Map<String, Any?>?): SmoothingSpec =
+            m?.let { SmoothingSpec(it.num("alpha"), it.num("max_gap_s")) } ?: DEFAULT
     }
 }
 
@@ -51,7 +88,13 @@ data class OutputSpec(
 )
 
 /** The parts of model_meta.json (written by exporters/metadata.py) the app needs. */
-data class ModelMeta(val name: String, val format: String, val input: InputSpec, val output: OutputSpec) {
+data class ModelMeta(
+    val name: String,
+    val format: String,
+    val input: InputSpec,
+    val output: OutputSpec,
+    val smoothing: SmoothingSpec = SmoothingSpec.DEFAULT,
+) {
     companion object {
         fun parse(text: String): ModelMeta {
             @Suppress("UNCHECKED_CAST")
@@ -80,9 +123,9 @@ data class ModelMeta(val name: String, val format: String, val input: InputSpec,
             val dtype = dtypeOf(inp.str("dtype"), "input")
             val inQ = quantization(inp)
             if (dtype == DType.INT8 && inQ == null) throw MetaException("int8 input without quantization parameters; re-export the model")
-            val crop = inp.objOrNull("crop")?.let {
-                CropSpec((it["scale"] as? Double) ?: CropSpec.DEFAULT_SCALE, (it["shift_y"] as? Double) ?: CropSpec.DEFAULT_SHIFT_Y)
-            } ?: CropSpec()
+            val crop = CropSpec.fromJson(inp.objOrNull("crop") ?: throw MetaException(
+                "input.crop is missing: the model's face framing is unknown; re-export it with this version of the pipeline"))
+            if (h != w) throw MetaException("input is ${h}x$w; the crop is square, export a square-input model")
             val outputs = root.list("outputs")
             if (outputs.isEmpty()) throw MetaException("no outputs")
             @Suppress("UNCHECKED_CAST")
@@ -96,6 +139,7 @@ data class ModelMeta(val name: String, val format: String, val input: InputSpec,
                 format = root["format"] as? String ?: "unknown",
                 input = InputSpec(inp.str("name"), h, w, c, layout, dtype, range[0], range[1], mean, std, inQ, crop),
                 output = OutputSpec(out.str("name"), names, out.str("units"), outDtype, outQ),
+                smoothing = SmoothingSpec.fromJson(root.objOrNull("smoothing")),
             )
         }
 

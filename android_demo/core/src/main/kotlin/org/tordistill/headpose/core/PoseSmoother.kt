@@ -2,13 +2,13 @@ package org.tordistill.headpose.core
 
 /**
  * Optional temporal smoothing of the live estimate: an exponential moving average per angle with
- * weight [alpha] on the new value (1 = no smoothing). Frames more than [maxGapNanos] apart (face lost,
- * app paused) restart from the new value instead of dragging the old one in.
+ * weight alpha on the new value (1 = no smoothing). Frames more than maxGap apart (face lost, app
+ * paused) restart from the new value instead of dragging the old one in. The constants come from the
+ * model's meta ([SmoothingSpec]), the same filter `python -m pipeline predict` applies to video.
  */
-class PoseSmoother(private val alpha: Double = 0.5, private val maxGapNanos: Long = 500_000_000L) {
-    init {
-        require(alpha > 0.0 && alpha <= 1.0) { "alpha must be in (0, 1], got $alpha" }
-    }
+class PoseSmoother(spec: SmoothingSpec = SmoothingSpec.DEFAULT) {
+    private val alpha = spec.alpha
+    private val maxGapNanos = (spec.maxGapSeconds * 1e9).toLong()
 
     private var last: HeadPose? = null
     private var lastTime: Long = 0

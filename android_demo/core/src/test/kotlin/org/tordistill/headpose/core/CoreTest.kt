@@ -13,10 +13,12 @@ class CoreTest {
         layout: String = "NHWC", dtype: String = "float32", inQ: String = "null", mean: String = "[0.0, 0.0, 0.0]",
         std: String = "[1.0, 1.0, 1.0]", names: String = "[\"yaw\", \"pitch\", \"roll\"]", units: String = "degrees",
         outDtype: String = "float32", outQ: String = "null", extra: String = "",
+        crop: String? = """{"box_source": "blazeface_short_range", "scale": 2.01, "shift_y": -0.026, "padding": "edge"}""",
     ): String {
         val shape = if (layout == "NCHW") "[1, 3, 2, 2]" else "[1, 2, 2, 3]"
         return """{"name": "t", "format": "tflite_fp32", "input": {"name": "image", "shape": $shape, "layout": "$layout",
-            "dtype": "$dtype", "color": "RGB", "range": [0.0, 1.0], "mean": $mean, "std": $std, "quantization": $inQ $extra},
+            "dtype": "$dtype", "color": "RGB", "range": [0.0, 1.0], "mean": $mean, "std": $std, "quantization": $inQ
+            ${crop?.let { ", \"crop\": $it" } ?: ""} $extra},
             "outputs": [{"name": "pose", "shape": [1, 3], "names": $names, "units": "$units", "dtype": "$outDtype", "quantization": $outQ}]}"""
     }
 
@@ -87,6 +89,27 @@ class CoreTest {
     }
 
     @Test
+    fun cropSpecAndSmoothingComeFromTheMeta() {
+        val m = ModelMeta.parse(meta(crop = """{"box_source": "other", "scale": 1.5, "shift_y": 0.1, "padding": "zero"}"""))
+        assertEquals(CropSpec("other", 1.5, 0.1, Padding.ZERO), m.input.crop)
+        assertEquals(SmoothingSpec.DEFAULT, m.smoothing) // an older meta without "smoothing"
+        assertEquals(SmoothingSpec(0.25, 2.0),
+            ModelMeta.parse(meta().replaceFirst("{", """{"smoothing": {"alpha": 0.25, "max_gap_s": 2.0}, """)).smoothing)
+        val bad = mapOf(
+            meta(crop = null) to "input.crop is missing",
+            meta(crop = """{"box_source": "b", "scale": 2.0, "shift_y": 0.0, "padding": "reflect"}""") to "padding 'reflect'",
+            meta(crop = """{"box_source": "b", "scale": 0.0, "shift_y": 0.0, "padding": "edge"}""") to "scale must be > 0",
+            meta(crop = """{"scale": 2.0, "shift_y": 0.0, "padding": "edge"}""") to "'box_source' is missing",
+            meta().replaceFirst("{", """{"smoothing": {"alpha": 1.5, "max_gap_s": 0.5}, """) to "smoothing.alpha",
+        )
+        for ((text, needle) in bad) {
+            try { ModelMeta.parse(text); fail("accepted meta with $needle") } catch (e: MetaException) {
+                assertTrue("${e.message} should mention $needle", e.message!!.contains(needle))
+            }
+        }
+    }
+
+    @Test
     fun decoderReordersConvertsAndDequantizes() {
         val m = ModelMeta.parse(meta(names = "[\"roll\", \"yaw\", \"pitch\"]", units = "radians"))
         val p = PoseDecoder(m.output).decode(floatArrayOf(0.5f, 1.0f, -0.25f))
@@ -127,7 +150,7 @@ class CoreTest {
         assertArrayEquals(pixels, FaceCrop.resize(pixels, 2, 2, sq, 2, 2))
         val outside = FaceCrop.resize(pixels, 2, 2, Square(-10.0, -10.0, 2.0), 1, 1)
         assertEquals(pixels[0], outside[0])
-        val s = FaceCrop.square(Box(10.0, 20.0, 30.0, 60.0), CropSpec(2.0, 0.1))
+        val s = FaceCrop.square(Box(10.0, 20.0, 30.0, 60.0), CropSpec("test", 2.0, 0.1, Padding.EDGE))
         assertEquals(Square(-20.0, 8.0, 80.0), s)
     }
 
@@ -143,11 +166,11 @@ class CoreTest {
 
     @Test
     fun smootherAveragesAndRestartsAfterAGap() {
-        val s = PoseSmoother(alpha = 0.5, maxGapNanos = 100)
+        val s = PoseSmoother(SmoothingSpec(alpha = 0.5, maxGapSeconds = 100e-9))
         assertEquals(HeadPose(10.0, 0.0, 0.0), s.update(HeadPose(10.0, 0.0, 0.0), 0))
         assertEquals(HeadPose(15.0, 1.0, -1.0), s.update(HeadPose(20.0, 2.0, -2.0), 50))
         assertEquals(HeadPose(40.0, 0.0, 0.0), s.update(HeadPose(40.0, 0.0, 0.0), 500))
-        try { PoseSmoother(alpha = 0.0); fail("alpha 0 accepted") } catch (_: IllegalArgumentException) {}
+        try { SmoothingSpec(alpha = 0.0, maxGapSeconds = 0.5); fail("alpha 0 accepted") } catch (_: MetaException) {}
     }
 
     @Test
