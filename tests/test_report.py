@@ -185,5 +185,5 @@ def test_report_in_headless_chromium(report, tmp_path):
         browser.close()
     assert errors == [] and failed == []
     assert len(widths) == len(page.images) and all(w > 0 for w in widths), widths
-    assert titles == ["Headline", "Data", "Training", "Export", "Benchmark"]
+    assert titles == ["Headline", "Data", "Training", "Export", "Benchmark", "Real photos"]
     assert Image.open(shot).size[0] >= 1200
