@@ -98,6 +98,16 @@ def _make_student(steps: int = 150) -> TinyStudent:
     return model.eval()
 
 
+def ptq_student(steps: int = 60) -> tuple[TinyStudent, torch.nn.Module]:
+    """(float student, its post-training-quantized int8 model) for tests that export a face model."""
+    from pipeline import quant
+
+    model = _make_student(steps=steps)
+    prepared = quant.prepare_ptq(model, _images(2, 1))
+    quant.calibrate(prepared, [_images(16, 300 + i) for i in range(2)])
+    return model, quant.convert(prepared)
+
+
 def _meta(**kw) -> dict:
     args = dict(name="tiny_pose", version="0.1.0", description="tiny head-pose test student",
                 author="tests", license="Apache-2.0", config_hash="0123abcd")

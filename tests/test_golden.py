@@ -24,7 +24,7 @@ from exporters.export import export_all
 from exporters.formats import ExportOptions, has_module
 from exporters.metadata import META_FILE, read_meta
 from pipeline.faces.crop import CropSpec
-from tests.test_exporters import _images, _make_student, _meta
+from tests.test_exporters import _images, _meta, ptq_student
 
 COMMITTED = Path(__file__).resolve().parents[1] / "android_demo/core/src/test/resources/golden"
 MAE = {"yaw": 10.0, "pitch": 8.0, "roll": 6.0}
@@ -33,13 +33,9 @@ needs_litert = pytest.mark.skipif(not has_module("litert_torch"), reason="litert
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    from pipeline import quant
-
-    model = _make_student(steps=60)
-    prepared = quant.prepare_ptq(model, _images(2, 1))
-    quant.calibrate(prepared, [_images(16, 300 + i) for i in range(2)])
+    model, int8 = ptq_student()
     run = tmp_path_factory.mktemp("run")
-    export_all(model, quant.convert(prepared), _images(8, 7), run, ["tflite_fp32", "tflite_int8"],
+    export_all(model, int8, _images(8, 7), run, ["tflite_fp32", "tflite_int8"],
                _meta(crop=CropSpec().framing()), ExportOptions(int8_io=True, output_range=(-120.0, 120.0)))
     return run
 

@@ -28,20 +28,16 @@ from pipeline.faces.detector import detect
 from pipeline.faces.smoothing import PoseSmoother
 from pipeline.predict.media import count_frames
 from pipeline.predict.run import COLUMNS, Tracks
-from tests.test_exporters import _images, _make_student, _meta
+from tests.test_exporters import _images, _meta, ptq_student
 
 PHOTOS = ("hopper", "astronaut", "camera")
 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory) -> Path:
-    from pipeline import quant
-
-    model = _make_student(steps=60)
-    prepared = quant.prepare_ptq(model, _images(2, 1))
-    quant.calibrate(prepared, [_images(16, 300 + i) for i in range(2)])
+    model, int8 = ptq_student()
     out = tmp_path_factory.mktemp("export")
-    export_all(model, quant.convert(prepared), _images(8, 7), out, ["tflite_int8"],
+    export_all(model, int8, _images(8, 7), out, ["tflite_int8"],
                _meta(crop=CropSpec().framing()), ExportOptions(output_range=(-120.0, 120.0)))
     return out / "tflite_int8" / "tflite_int8.tflite"
 
