@@ -1,6 +1,6 @@
 """End-to-end speed of ``python -m pipeline predict`` on a video: frames per second, and where the time goes.
 
-Makes a short video from a shipped photo (a sweep of in-plane turns, ``pipeline.faces.transforms
+Makes a short video from a shipped photo (a sweep of in-plane turns, ``pipeline.data.transforms
 .rotate_image``, -40 to +40 degrees by default: the face moves, so the detector and the crop do real
 work on every frame), runs the command on it as a user would (a subprocess), and reports from its
 ``predictions.json``: frames per second of the predict loop (reading, decoding, detection, crop,
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.transforms import rotate_image
 from pipeline.device import host_description
 from pipeline.faces import photos
-from pipeline.faces.transforms import rotate_image
 from pipeline.predict.media import video_writer
 from pipeline.runs import atomic_write_json
 

@@ -1,7 +1,7 @@
 """The real-photo check on a finished run: float student, int8 TFLite and teacher on shipped photos.
 
 Each photo goes through the shipped face detector and the crop spec (pipeline/faces), then through
-the label-change tests of pipeline/faces/photo_check.py: roll slope and R^2 over a +-40 degree
+the label-change tests of benchmarks/photo_check.py: roll slope and R^2 over a +-40 degree
 in-plane sweep, yaw / pitch drift, mirror error; per photo and in aggregate, against the targets.
 
     python -m benchmarks.real_faces runs/face_pose [--json out.json] [--scale S] [--shift-y D]
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.photo_check import METRICS, TARGETS, Predict, check, eye_line_roll, photo_crops
 from exporters.formats import SHIPPED_FORMAT
 from pipeline import contract
 from pipeline.faces.crop import CropSpec, normalize, tensor_spec
-from pipeline.faces.photo_check import METRICS, TARGETS, Predict, check, eye_line_roll, photo_crops
 from pipeline.runs import atomic_write_json
 
 POSE = ("yaw", "pitch", "roll")

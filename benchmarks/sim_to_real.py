@@ -5,7 +5,7 @@ Each run renders ``--n`` training faces with the given ``data.synthetic_faces`` 
 key=value``, e.g. ``real_face_prob=0.7``), trains the default student architecture on the clean labels
 (L1 on both heads, flips, one-cycle AdamW; no teacher, no label noise: only the images change between
 two runs), then prints its clean rendered-test MAE (1000 renders drawn with the same options) and the
-real-photo check (pipeline/faces/photo_check.py) of its label head. Compare two runs that differ in one
+real-photo check (benchmarks/photo_check.py) of its label head. Compare two runs that differ in one
 option; both train on the same poses and seeds.
 
     python -m benchmarks.sim_to_real --n 20000 --epochs 12 --set real_face_prob=0.7 --set grey_prob=0.15
@@ -22,11 +22,11 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 
+from benchmarks.photo_check import check
 from benchmarks.real_faces import table
 from pipeline.data.convention import POSE_MIRROR
 from pipeline.data.synthetic_faces import SyntheticFacesConfig, render_faces, sample_poses
 from pipeline.faces.crop import CropSpec, normalize
-from pipeline.faces.photo_check import check
 from pipeline.models import build_model
 
 ARCH = "mobile_s"  # the default student

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks import photo_check
 from pipeline.data.face_render import rotation_matrices
 from pipeline.data.face_render_params import Appearance
+from pipeline.data.framing import measure_renders
 from pipeline.data.synthetic_faces import (
     SyntheticFacesConfig,
     draw_appearance,
@@ -18,10 +20,7 @@ from pipeline.data.synthetic_faces import (
     project_points,
     render_with_appearance,
 )
-from pipeline.faces import detector, photo_check, photos
-from pipeline.faces.crop import CropSpec, crop, crop_resize, crop_square
-from pipeline.faces.framing import measure_renders
-from pipeline.faces.transforms import (
+from pipeline.data.transforms import (
     mirror_image,
     mirror_pose,
     pose_from_matrices,
@@ -29,6 +28,8 @@ from pipeline.faces.transforms import (
     rotate_points,
     rotate_pose,
 )
+from pipeline.faces import detector, photos
+from pipeline.faces.crop import CropSpec, crop, crop_resize, crop_square
 
 # ------------------------------------------------------------------------------------------ detector
 

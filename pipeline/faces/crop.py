@@ -30,7 +30,7 @@ DEFAULT_SIZE = 64
 @dataclass(frozen=True)
 class CropSpec:
     """From detector box to model input. Defaults: the framing of the synthetic training renders as
-    BlazeFace short-range boxes see them (``python -m pipeline.faces.framing``: medians over 200
+    BlazeFace short-range boxes see them (``python -m pipeline.data.framing``: medians over 200
     near-frontal renders, scale 2.01, shift_y -0.026, IQR 1.95-2.09 and -0.047-0.001), the app's edge
     padding, and the exported models' input contract (RGB in [0, 1], mean 0, std 1, NCHW)."""
 

@@ -49,7 +49,7 @@ KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "le
 # side = BOX_SIDE_OVER_EYE_MOUTH x the distance from the eyes' midpoint to the mouth, centre at
 # BOX_CENTRE_ALONG_EYE_MOUTH of the way from the eyes' midpoint to the mouth. Medians over the 95 of
 # scikit-image's 100 LFW faces it finds (middle half 2.18-2.23 and 0.44-0.53; the shipped photos
-# 2.23-2.56 and 0.44-0.64): ``python -m pipeline.faces.framing`` prints them. A dataset that comes with
+# 2.23-2.56 and 0.44-0.64): ``python -m pipeline.data.framing`` prints them. A dataset that comes with
 # eye and mouth landmarks but no detector boxes (300W-LP, AFLW2000) is framed through
 # :func:`box_from_landmarks`, so its crops follow the same crop spec as a detected face's.
 BOX_SIDE_OVER_EYE_MOUTH = 2.20

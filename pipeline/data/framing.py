@@ -9,7 +9,7 @@ positions, and the box side is compared with the eye-to-mouth distance on render
 shipped real photos: if the detector anchors its box on the same facial geometry in both, the
 spec measured on renders frames real faces alike.
 
-    python -m pipeline.faces.framing [--n 200] [--size 128]
+    python -m pipeline.data.framing [--n 200] [--size 128]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The real-photo check: label changes a model must follow on real faces, whose pose nobody measured.
 
 A photo's true pose is unknown, but what an image transform does to it is exact
-(pipeline/faces/transforms.py). For each photo the face is found by the shipped detector, then:
+(pipeline/data/transforms.py). For each photo the face is found by the shipped detector, then:
 
 * **roll sweep**: the photo is turned clockwise by each t in ``SWEEP`` (+-40 degrees) about the face
   centre; the detector runs again on the turned photo (as the phone's would), the crop spec crops it
@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from pipeline.data.transforms import mirror_image, mirror_pose, rotate_image, rotate_pose
 from pipeline.faces import photos as photo_set
 from pipeline.faces.crop import CropSpec, crop_pixels
 from pipeline.faces.detector import Detection, detect
-from pipeline.faces.transforms import mirror_image, mirror_pose, rotate_image, rotate_pose
 
 Predict = Callable[[np.ndarray], np.ndarray]
 SWEEP = tuple(float(t) for t in range(-40, 41, 10))
