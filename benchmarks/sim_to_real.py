@@ -10,7 +10,7 @@ option; both train on the same poses and seeds.
 
     python -m benchmarks.sim_to_real --n 20000 --epochs 12 --set real_face_prob=0.7 --set grey_prob=0.15
 
-Measured (docs/real-faces.md): on 2 shared cores each run takes about 15 minutes at that budget.
+Measured (docs/real-faces.md): on 2 shared cores each run takes 4.5 to 15 minutes at that budget.
 """
 
 from __future__ import annotations

@@ -207,3 +207,33 @@ def test_grey_renders_are_grey_and_mirror_with_textures():
     mirrored = render_with_appearance(poses * [-1, 1, -1], app.mirrored(), cfg, threads=1)
     diff = np.abs(img[:, :, ::-1] - mirrored)
     assert diff.mean() < 0.1 and np.percentile(diff, 99.9) <= 2
+
+
+def test_camera_roll_turns_the_whole_figure_and_is_off_by_default():
+    """A tilted camera (camera_roll_prob) turns neck and shoulders with the head's roll: a frontal head at
+    roll t is then the upright figure turned by t about the head's centre, so a model cannot read roll off
+    an upright neck. Off (the default), the same draw gives the old renders bit for bit."""
+    from pipeline.data.transforms import rotate_image
+
+    cfg = replace(CLEAN, camera_roll_prob=1.0)
+    app = draw_appearance(3, 5, cfg)
+    assert app["camera_roll"].all()
+    t = 30.0
+    upright = render_with_appearance(np.zeros((3, 3)), app, cfg, threads=1)
+    tilted = render_with_appearance(np.array([[0, 0, t]] * 3, float), app, cfg, threads=1)
+    neck_up = render_with_appearance(np.array([[0, 0, t]] * 3, float),
+                                     type(app)({**app.values, "camera_roll": 0.0 * app["camera_roll"]}), cfg,
+                                     threads=1)
+    centre = project_points(np.zeros((3, 1, 3)), np.zeros((3, 3)), app, cfg.image_size)[:, 0]
+
+    def figure(img: np.ndarray) -> np.ndarray:  # the silhouette: the light stays with the camera
+        return np.abs(img.astype(int) - img[1, 1]).sum(-1)[16:112, 16:112] > 24  # away from the edges
+
+    for i in range(3):
+        turned = figure(rotate_image(upright[i], t, tuple(centre[i] + 0.5)))
+        miss_tilted = (turned != figure(tilted[i])).mean()
+        miss_neck_up = (turned != figure(neck_up[i])).mean()
+        assert miss_tilted < 0.02 and miss_neck_up > 3 * miss_tilted, (miss_tilted, miss_neck_up)
+    off = replace(CFG, camera_roll_prob=0.0)
+    poses = _poses(8, 2)
+    assert np.array_equal(render_faces(poses, 4, CFG, threads=1), render_faces(poses, 4, off, threads=1))

@@ -164,6 +164,18 @@ def prepare(poses_deg: np.ndarray, a: Appearance) -> dict[str, np.ndarray]:
     rot = rotation_matrices(poses)
     follow = a["body_follow"][:, None]
     rot_body = rotation_matrices(poses * np.concatenate([follow, 0.0 * follow, follow], 1))
+    tilted = a["camera_roll"] > 0
+    if tilted.any():
+        # A tilted camera turns the whole picture: the head's roll is the camera's, the body keeps its
+        # share of the yaw and turns in the image plane by the roll too (R_z(-roll) @ R_y(-f yaw)).
+        # The rendered head, and so the label, is the same either way; only the context changes.
+        r = np.radians(poses[tilted, 2])
+        tilt = np.zeros((len(r), 3, 3))
+        tilt[:, 0, 0] = tilt[:, 1, 1] = np.cos(r)
+        tilt[:, 0, 1], tilt[:, 1, 0] = np.sin(r), -np.sin(r)
+        tilt[:, 2, 2] = 1.0
+        yaw_only = poses[tilted] * np.concatenate([follow[tilted], 0.0 * follow[tilted], 0.0 * follow[tilted]], 1)
+        rot_body[tilted] = tilt @ rotation_matrices(yaw_only)
     c, s, q, on = _primitives(rot, rot_body, a)
     S = a["scale"][:, None, None]
     e1, e2, e3 = (_mv(q, rot[:, None, i, :]) for i in range(3))

@@ -248,9 +248,11 @@ def _post(r: _Stream, cfg, v: dict[str, np.ndarray]) -> None:
 
 
 def _realism(r: _Stream, cfg, v: dict[str, np.ndarray]) -> None:
-    """A real face photo as the face's texture (pipeline.data.face_textures) and grey images. Drawn last,
+    """A real face photo as the face's texture (pipeline.data.face_textures), grey images and a tilted
+    camera (the neck and shoulders turn with the head's roll, as when a phone or photo is turned). Drawn last,
     so every earlier parameter of a sample is what it was without them."""
     v["tex_on"] = (r() < cfg.real_face_prob).astype(np.float64)
     v["tex_id"] = np.minimum(np.floor(r() * N_TEXTURES), N_TEXTURES - 1)
     v["tex_sign"] = np.ones(len(v["tex_on"]))
     v["grey"] = (r() < cfg.grey_prob).astype(np.float64)
+    v["camera_roll"] = (r() < cfg.camera_roll_prob).astype(np.float64)

@@ -101,6 +101,8 @@ class SyntheticFacesConfig:
                                    "(scikit-image's 100 LFW faces; pipeline/data/face_textures.py)", min=0, max=1)
     grey_prob: float = option(0.0, "probability that an image is grey (luma in R, G and B), as grey photos are",
                               min=0, max=1)
+    camera_roll_prob: float = option(0.0, "probability that a head's roll comes from a tilted camera: neck and "
+                                     "shoulders turn with it, as in a turned photo or phone", min=0, max=1)
     chunk_size: int = option(16, "images rendered per vectorised batch (speed and memory only; "
                               "the images do not depend on it)", min=1, max=4096)
 
