@@ -281,3 +281,13 @@ def test_sim_to_real_trains_on_textured_renders_and_scores_real_photos(tmp_path)
     assert set(r["models"]["student"]["photos"]) == set(photos.NAMES)
     with pytest.raises(SystemExit, match="real_face_probability"):
         main(["--set", "real_face_probability=1"])
+    # repeats: one student per seed, the same seed gives the same student
+    assert main(["--n", "128", "--epochs", "1", "--seeds", "3,4,3", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert set(r["models"]) == {"seed3", "seed4"} and r["seeds"] == [3, 4]
+    assert main(["--n", "128", "--epochs", "1", "--seeds", "3", "--json", str(out)]) == 0
+    again = json.loads(out.read_text())
+    assert again["models"]["student"]["photos"] == r["models"]["seed3"]["photos"]
+    assert again["rendered_test_mae"] == r["rendered_test_mae_per_seed"]["3"]
+    with pytest.raises(SystemExit, match="comma-separated integers"):
+        main(["--seeds", "a,b"])
