@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -30,9 +29,8 @@ from benchmarks.photo_check import METRICS, TARGETS, Predict, check, eye_line_ro
 from exporters.formats import SHIPPED_FORMAT
 from pipeline import contract
 from pipeline.faces.crop import CropSpec, normalize, tensor_spec
-from pipeline.runs import atomic_write_json
-
-POSE = ("yaw", "pitch", "roll")
+from pipeline.predict.model import POSE, open_model
+from pipeline.runs import UserError, atomic_write_json
 
 
 def _order(names: list[str]) -> list[int]:
@@ -52,22 +50,6 @@ def torch_predict(model: torch.nn.Module, spec: CropSpec, names: list[str]) -> P
     return predict
 
 
-def tflite_predict(path: Path, meta: dict, spec: CropSpec) -> Predict:
-    from exporters.artifact_io import runtime_inputs, runtime_outputs
-    from exporters.runtimes import open_runtime
-
-    session = open_runtime(SHIPPED_FORMAT, path, 1)
-    idx = _order(list(meta["outputs"][0]["names"]))
-    nchw = replace(spec, layout="NCHW")  # runtime_inputs lays NCHW out as the artifact wants
-
-    def predict(crops: np.ndarray) -> np.ndarray:
-        # one crop at a time: the artifact has a fixed batch of 1
-        return np.concatenate([runtime_outputs(session.run(runtime_inputs(normalize(c, nchw), meta)), meta)
-                               for c in crops])[:, idx]
-
-    return predict
-
-
 def models_of(stages: dict[str, Path], spec: CropSpec | None = None) -> tuple[dict[str, Predict], CropSpec]:
     """The three predictors of a run (its complete stage folders by name) and its crop spec."""
     for need in ("distill", "teacher", "export"):
@@ -76,14 +58,19 @@ def models_of(stages: dict[str, Path], spec: CropSpec | None = None) -> tuple[di
     int8 = contract.exported_artifacts(stages["export"]).get(SHIPPED_FORMAT)
     if int8 is None:
         raise FileNotFoundError(f"{stages['export']} has no verified {SHIPPED_FORMAT}: add it to export.formats")
-    meta = json.loads((int8.parent / "model_meta.json").read_text())
+    try:  # read through its model_meta.json exactly as `predict` reads it
+        shipped = open_model(int8)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+    meta = shipped.meta
     # the run's own framing (model_meta.json input.crop) unless the caller gives one (runs exported before
     # export wrote it); the tensor half from the meta, NCHW for the torch models
     spec = (CropSpec.from_meta(meta) if spec is None else replace(spec, **tensor_spec(meta)))
     spec = replace(spec, layout="NCHW")
     names = list(meta["outputs"][0]["names"])
     predicts = {"student_float": torch_predict(contract.load_student(stages["distill"]), spec, names),
-                SHIPPED_FORMAT: tflite_predict(int8, meta, spec),
+                # one crop at a time: the artifact has a fixed batch of 1
+                SHIPPED_FORMAT: lambda crops: np.stack([shipped.predict(c) for c in crops]),
                 "teacher": torch_predict(contract.load_teacher(stages["teacher"]), spec, names),
                 # roll read off the detector's eye keypoints: what a roll that follows the face scores
                 "ref_eye_line": eye_line_roll}

@@ -26,14 +26,16 @@ PACKAGES = ("pipeline", "exporters", "benchmarks")
 # formats table names its exporter modules as strings, imported only when a format is exported), so
 # they sit in the lowest layer, and this test keeps them from growing imports of their packages.
 # ``pipeline.predict.media`` (reading and writing images and video) needs no model runtime, so the
-# benchmarks can make test video with it; the rest of ``pipeline.predict`` runs exported artifacts.
+# benchmarks can make test video with it; ``pipeline.predict.model`` opens an exported artifact through
+# its model_meta.json (exporters below it), for ``predict`` and for the benchmarks' real-photo check;
+# the rest of ``pipeline.predict`` is the command.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline", "pipeline.models", "pipeline.quant", "pipeline.data", "pipeline.losses", "pipeline.train",
      "pipeline.objective", "pipeline.runs", "pipeline.contract", "pipeline.config", "pipeline.schema",
      "pipeline.device", "pipeline.console", "pipeline.evaluate", "pipeline.ablation_tables", "pipeline.faces",
      "pipeline.predict.media",
      "exporters.formats", "benchmarks.backends"),
-    ("exporters", "benchmarks"),
+    ("exporters", "benchmarks", "pipeline.predict.model"),
     ("pipeline.stages", "pipeline.orchestrate", "pipeline.ablate", "pipeline.sweep", "pipeline.report",
      "pipeline.summary", "pipeline.predict", "pipeline.api", "pipeline.cli", "pipeline.__main__"),
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from exporters.metadata import META_FILE, artifact_meta, base_meta
 from pipeline import api
 from pipeline.cli import main
 from pipeline.faces import photos, smoothing
-from pipeline.faces.crop import CropSpec, crop_pixels
+from pipeline.faces.crop import CropSpec, crop_pixels, normalize
 from pipeline.faces.detector import detect
 from pipeline.faces.smoothing import PoseSmoother
 from pipeline.predict.media import count_frames
@@ -43,13 +44,21 @@ def artifact(tmp_path_factory) -> Path:
 
 
 def _reference(artifact: Path, rgb: np.ndarray) -> list[tuple[tuple, np.ndarray]]:
-    """(box, yaw/pitch/roll) per face, computed apart from predict: the benchmarks' own TFLite path."""
-    from benchmarks.real_faces import tflite_predict
+    """(box, yaw/pitch/roll) per face, computed apart from predict's model class: the runtime straight."""
+    from exporters.artifact_io import runtime_inputs, runtime_outputs
+    from exporters.runtimes import open_runtime
 
     meta = json.loads((artifact.parent / META_FILE).read_text())
     spec = CropSpec.from_meta(meta)
-    run = tflite_predict(artifact, meta, spec)
-    return [(d.box, run(crop_pixels(rgb, d.box, spec)[None])[0]) for d in detect(rgb)]
+    session = open_runtime("tflite_int8", artifact, 1)
+    names = meta["outputs"][0]["names"]
+    idx = [names.index(n) for n in ("yaw", "pitch", "roll")]
+
+    def run(crop: np.ndarray) -> np.ndarray:
+        x = runtime_inputs(normalize(crop, replace(spec, layout="NCHW")), meta)
+        return runtime_outputs(session.run(x), meta)[0, idx]
+
+    return [(d.box, run(crop_pixels(rgb, d.box, spec))) for d in detect(rgb)]
 
 
 def _csv(path: Path) -> list[dict]:
