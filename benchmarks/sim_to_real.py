@@ -31,6 +31,7 @@ from pipeline.data.convention import POSE_MIRROR
 from pipeline.data.synthetic_faces import SyntheticFacesConfig, render_faces, sample_poses
 from pipeline.faces.crop import CropSpec, normalize
 from pipeline.models import build_model
+from pipeline.runs import atomic_write_json
 
 ARCH = "mobile_s"  # the default student
 
@@ -146,8 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(seeds) > 1:
         print(medians(result))
     if args.json:
-        from pipeline.runs import atomic_write_json
-
         atomic_write_json(args.json, result)
     return 0
 

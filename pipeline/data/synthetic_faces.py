@@ -95,8 +95,9 @@ class SyntheticFacesConfig:
                          min=0, max=3)
     noise_std: float = option(4.0, "largest sensor-noise std in grey levels (per image U(0, noise_std))",
                           min=0, max=50)
-    # Both off by default: measured, 0.7 / 0.15 made a quickly trained student worse on the rendered test
-    # (8.85 vs 7.16 deg) and on the real photos (docs: Real faces, what did not help).
+    # These three are off by default: measured with benchmarks/sim_to_real.py (three seeds each, docs: Real
+    # faces), 0.7 / 0.15 made quickly trained students worse on the rendered test (8.89 vs 7.33 deg) and no
+    # better on the real photos; camera_roll_prob 0.5 helped roll a little, nothing near the targets.
     real_face_prob: float = option(0.0, "probability that a head wears a real face photo as its face texture "
                                    "(scikit-image's 100 LFW faces; pipeline/data/face_textures.py)", min=0, max=1)
     grey_prob: float = option(0.0, "probability that an image is grey (luma in R, G and B), as grey photos are",
