@@ -12,6 +12,10 @@ A photo's true pose is unknown, but what an image transform does to it is exact
 * **mirror**: the photo is mirrored, detected, cropped and predicted; ``mirror_error`` is the largest
   of |prediction - mirror_pose(prediction of the original)| over yaw, pitch and roll (ideal 0).
 
+Where the crop spec turns crops with the eye line (``rotate: eye_line``) each crop's turn is kept and
+every prediction is turned back into its frame (``in_frame``) before it is scored, as ``predict`` and
+the app do.
+
 ``check`` runs every photo through one ``predict`` (uint8 crops (N, size, size, 3) RGB -> (N, 3)
 degrees (yaw, pitch, roll)), tests each against ``TARGETS`` and aggregates: worst and mean over photos.
 """
@@ -19,12 +23,13 @@ degrees (yaw, pitch, roll)), tests each against ``TARGETS`` and aggregates: wors
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from pipeline.data.transforms import mirror_image, mirror_pose, rotate_image, rotate_pose
+from pipeline.data.transforms import frame_pose, mirror_image, mirror_pose, rotate_image, rotate_pose
 from pipeline.faces import photos as photo_set
-from pipeline.faces.crop import CropSpec, crop_pixels
+from pipeline.faces.crop import CropSpec, crop_angle, crop_pixels
 from pipeline.faces.detector import Detection, detect
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -45,22 +50,41 @@ def _nearest(found: list[Detection], centre: np.ndarray) -> Detection | None:
 
 def crops_for(image: np.ndarray, spec: CropSpec, sweep: Sequence[float] = SWEEP) -> dict:
     """The crops a model sees for one photo: ``sweep`` crops (None where no face was found), the
-    original's and the mirror's; or ``{"error": ...}`` when the original shows no face."""
+    original's and the mirror's, each with the angle its crop turned (``angles``: original, sweep...,
+    mirror; 0 unless the spec turns crops with the eye line); or ``{"error": ...}`` when the original
+    shows no face."""
     found = detect(image)
     if not found:
         return {"error": "no face detected"}
     face = found[0]
     centre = _centre(face.box)
-    sweep_crops = []
+    sweep_crops, angles = [], [crop_angle(spec, face.keypoints)]
     for t in sweep:
         turned = rotate_image(image, t, tuple(centre))
         det = _nearest(detect(turned), centre)
-        sweep_crops.append(None if det is None else crop_pixels(turned, det.box, spec))
+        sweep_crops.append(None if det is None else crop_pixels(turned, det.box, spec, det.keypoints))
+        angles.append(None if det is None else crop_angle(spec, det.keypoints))
     mirrored = mirror_image(image)
     det_m = _nearest(detect(mirrored), np.array([image.shape[1] - centre[0], centre[1]]))
+    angles.append(None if det_m is None else crop_angle(spec, det_m.keypoints))
     return {"box": [round(v, 1) for v in face.box], "score": round(face.score, 3),
-            "original": crop_pixels(image, face.box, spec), "sweep": sweep_crops,
-            "mirror": None if det_m is None else crop_pixels(mirrored, det_m.box, spec)}
+            "original": crop_pixels(image, face.box, spec, face.keypoints), "sweep": sweep_crops,
+            "mirror": None if det_m is None else crop_pixels(mirrored, det_m.box, spec, det_m.keypoints),
+            "angles": angles,
+            # the photo's crop as it stands in the frame (not turned): what a pose in the frame is drawn on
+            "shown": crop_pixels(image, face.box, replace(spec, rotate="none"))}
+
+
+def in_frame(pred: np.ndarray, angles: Sequence[float]) -> np.ndarray:
+    """(N, 3) model readings on turned crops -> poses in their frames (``frame_pose``); an output the
+    model does not give (NaN) stays NaN, the others read as if it were 0."""
+    out = np.array(pred, np.float64)
+    for i, a in enumerate(angles):
+        if a:
+            missing = ~np.isfinite(out[i])
+            out[i] = frame_pose(np.nan_to_num(out[i]), a)
+            out[i, missing] = np.nan
+    return out
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -80,7 +104,9 @@ def score(crops: dict, predict: Predict, sweep: Sequence[float] = SWEEP) -> dict
         return {"error": f"face found at only {len(have)} of {len(sweep)} sweep angles"}
     batch = [crops["original"]] + [crops["sweep"][i] for i in have]
     batch += [crops["mirror"]] if crops["mirror"] is not None else []
-    pred = np.asarray(predict(np.stack(batch)), np.float64).reshape(len(batch), 3)
+    angles = crops.get("angles") or [0.0] * (len(sweep) + 2)
+    angles = [angles[0]] + [angles[1 + i] for i in have] + ([angles[-1]] if crops["mirror"] is not None else [])
+    pred = in_frame(np.asarray(predict(np.stack(batch)), np.float64).reshape(len(batch), 3), angles)
     base = pred[0]
     t = np.array([sweep[i] for i in have])
     got = pred[1:1 + len(have)]

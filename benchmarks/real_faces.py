@@ -89,7 +89,7 @@ def grid_png(result: dict, crops: dict[str, dict], model: str = SHIPPED_FORMAT, 
         m = result["models"][model]["photos"][name]
         tile = Image.new("RGB", (cell, cell + 30), "white")
         if "error" not in c:
-            big = np.asarray(Image.fromarray(c["original"]).resize((cell, cell), Image.BILINEAR))
+            big = np.asarray(Image.fromarray(c["shown"]).resize((cell, cell), Image.BILINEAR))
             tile.paste(Image.fromarray(draw_pose_axes(big, np.nan_to_num(np.asarray(m["pose"], float)), width=3)))
         text = (f"{name}: {m['error']}" if "error" in m else
                 f"{name}  slope {m['roll_slope']}  mirror {m['mirror_error']}")

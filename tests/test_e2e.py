@@ -60,7 +60,8 @@ def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
     assert f"precision {flagger['precision']:.2f} recall {flagger['recall']:.2f}" in table["distill"]
     # the crop spec travels with every artifact; the real-photo check ran in the benchmark stage
     meta = json.loads((Path(stages["export"]["dir"]) / "tflite_int8" / "model_meta.json").read_text())
-    assert meta["input"]["crop"] == CropSpec().framing()
+    # the default renders show heads as a crop turned with the eye line shows them: the spec says so
+    assert meta["input"]["crop"] == CropSpec(rotate="eye_line").framing()
     photos = stages["benchmark"]["metrics"]["real_photos"]
     assert set(photos) == {"student_float", "tflite_int8", "teacher", "ref_eye_line"}, photos
     assert all(p["passes_all"] in (True, False) and -5 < p["roll_slope"] < 5 for p in photos.values())

@@ -17,10 +17,13 @@ from pipeline.data.synthetic_faces import (
     SyntheticFacesConfig,
     draw_appearance,
     head_landmarks,
+    level_roll,
     project_points,
     render_with_appearance,
+    sample_poses,
 )
 from pipeline.data.transforms import (
+    frame_pose,
     mirror_image,
     mirror_pose,
     pose_from_matrices,
@@ -29,7 +32,7 @@ from pipeline.data.transforms import (
     rotate_pose,
 )
 from pipeline.faces import detector, photos
-from pipeline.faces.crop import CropSpec, crop, crop_resize, crop_square
+from pipeline.faces.crop import CropSpec, crop, crop_angle, crop_pixels, crop_resize, crop_square
 
 # ------------------------------------------------------------------------------------------ detector
 
@@ -291,3 +294,90 @@ def test_sim_to_real_trains_on_textured_renders_and_scores_real_photos(tmp_path)
     assert again["rendered_test_mae"] == r["rendered_test_mae_per_seed"]["3"]
     with pytest.raises(SystemExit, match="comma-separated integers"):
         main(["--seeds", "a,b"])
+
+
+# ------------------------------------------------------------------------------ crops turned with the eyes
+
+
+def test_eye_line_crop_undoes_a_turn_of_the_photo() -> None:
+    """A crop turned with the detector's eye line shows the face upright however the photo is turned: the
+    crop of the photo turned by 30 degrees is the upright crop, up to the detector's keypoint error, and
+    the turn it reports is the photo's turn plus that error."""
+    img = photos.load("hopper")
+    spec = CropSpec(size=64, rotate="eye_line")
+    face = detector.detect(img)[0]
+    upright = crop_pixels(img, face.box, spec, face.keypoints).astype(float)
+    centre = ((face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2)
+    turned = rotate_image(img, 30.0, centre)
+    found = detector.detect(turned)[0]
+    assert crop_angle(spec, found.keypoints) - crop_angle(spec, face.keypoints) == pytest.approx(30.0, abs=6.0)
+    again = crop_pixels(turned, found.box, spec, found.keypoints).astype(float)
+    plain = crop_pixels(turned, found.box, CropSpec(size=64)).astype(float)
+    assert np.abs(again - upright).mean() < 0.7 * np.abs(plain - upright).mean()  # 35 vs 59 grey levels
+    # no keypoints for a spec that needs them: a clear error; a spec that does not turn ignores them
+    with pytest.raises(ValueError, match="keypoints"):
+        crop_pixels(img, face.box, spec)
+    assert np.array_equal(crop_pixels(img, face.box, CropSpec(size=64), face.keypoints),
+                          crop_pixels(img, face.box, CropSpec(size=64)))
+
+
+def test_turned_crop_geometry_is_exact() -> None:
+    """Turning by 90 degrees about the centre of an exactly sampled square is a transpose-and-flip of
+    the pixels; the eye line's angle is clockwise on screen (y down)."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    straight = crop_resize(img, (0.0, 0.0, 8.0), 8, 8)
+    assert np.array_equal(straight, img)
+    quarter = crop_resize(img, (0.0, 0.0, 8.0), 8, 8, turn=(0.0, 1.0))  # clockwise 90 degrees
+    # the crop shows the frame turned counter-clockwise: its top row is the frame's right column
+    assert np.array_equal(quarter, np.rot90(img, 1))
+    spec = CropSpec(rotate="eye_line")
+    assert crop_angle(spec, np.array([[10.0, 10.0], [20.0, 20.0]])) == pytest.approx(45.0)
+    assert crop_angle(spec, np.array([[10.0, 10.0], [20.0, 0.0]])) == pytest.approx(-45.0)
+    assert crop_angle(CropSpec(), np.array([[10.0, 10.0], [20.0, 20.0]])) == 0.0
+    assert CropSpec.from_dict(spec.to_dict()) == spec and spec.framing()["rotate"] == "eye_line"
+    assert "rotate" not in CropSpec().framing()  # models exported before the key read the same
+    with pytest.raises(ValueError, match="rotate"):
+        CropSpec(rotate="nose")
+
+
+def test_level_eyed_renders_and_their_label_in_the_frame() -> None:
+    """roll_frame: eye_line renders heads whose eyes are level on screen (up to the configured tilt), and
+    a head rendered level then turned by t is labelled exactly by frame_pose(label, t)."""
+    cfg = SyntheticFacesConfig(roll_frame="eye_line", eye_line_jitter=0.0)
+    poses = sample_poses(64, 3, cfg)
+    eyes = project_points(np.stack([head_landmarks(draw_appearance(64, 3, cfg))[k] for k in ("eye_right", "eye_left")],
+                                   1), poses, draw_appearance(64, 3, cfg), cfg.image_size)
+    assert np.abs(eyes[:, 1, 1] - eyes[:, 0, 1]).max() < 1e-9  # same row
+    assert (eyes[:, 1, 0] > eyes[:, 0, 0]).all()  # subject's left eye on the image right
+    tilted = sample_poses(2000, 3, SyntheticFacesConfig(roll_frame="eye_line", eye_line_jitter=12.0))
+    resid = tilted[:, 2] - level_roll(tilted[:, 0], tilted[:, 1])
+    assert np.abs(resid).max() <= 12.0 and np.abs(resid).max() > 11.0
+    assert np.array_equal(tilted[:, :2], sample_poses(2000, 3, SyntheticFacesConfig())[:, :2])
+    pose = np.array([25.0, -15.0, level_roll(25.0, -15.0)])
+    turned = frame_pose(pose, 30.0)
+    np.testing.assert_allclose(turned, rotate_pose(pose, 30.0))
+    np.testing.assert_allclose(frame_pose(pose, 0.0), pose)
+    # the source hands the matching crop spec to export
+    from pipeline.config import Config
+    from pipeline.data.sources import SOURCES
+
+    data = Config().data
+    data.synthetic_faces.roll_frame = "eye_line"
+    assert SOURCES["synthetic_faces"].crop(data).rotate == "eye_line"
+    low, high = SOURCES["synthetic_faces"].label_range(data)
+    assert high[2] == pytest.approx(level_roll(90.0, 60.0) + data.synthetic_faces.eye_line_jitter)
+
+
+def test_photo_check_turns_crops_back_into_the_frame() -> None:
+    """With crops turned by the eye line the check composes each reading with its crop's turn: a roll
+    read off the turned crops (a few degrees) follows the photo's turn with slope 1."""
+    spec = CropSpec(size=128, rotate="eye_line")
+    sweep = (-40.0, -20.0, 0.0, 20.0, 40.0)
+    crops = photo_check.crops_for(photos.load("hopper"), spec, sweep=sweep)
+    assert all(abs(a) < 45 for a in crops["angles"]) and len(crops["angles"]) == len(sweep) + 2
+    m = photo_check.score(crops, photo_check.eye_line_roll, sweep=sweep)
+    assert 0.9 <= m["roll_slope"] <= 1.1 and m["roll_r2"] >= 0.95, m
+    # a model reading (0, 0, 0) on every upright crop: its roll in the frame is the crop's turn alone
+    zero = photo_check.score(crops, lambda c: np.zeros((len(c), 3)), sweep=sweep)
+    assert 0.8 <= zero["roll_slope"] <= 1.2 and zero["yaw_drift"] < 1.0 and zero["mirror_error"] < 10.0, zero

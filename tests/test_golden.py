@@ -23,6 +23,7 @@ from exporters import golden
 from exporters.export import export_all
 from exporters.formats import ExportOptions, has_module
 from exporters.metadata import META_FILE, read_meta
+from pipeline.data.transforms import frame_pose
 from pipeline.faces.crop import CropSpec
 from tests.test_exporters import _images, _meta, ptq_student
 
@@ -136,11 +137,15 @@ def test_committed_goldens_pass_and_a_constant_model_fails() -> None:
         assert golden.pose_failures(g, frames) == [], name
         spec = CropSpec.from_meta(g["meta"])  # the crop the Kotlin core must cut, from the meta's spec
         for frame, case in zip(frames, g["cases"], strict=True):
-            assert golden._sha256(golden.faces_crop.crop_pixels(_rgb(frame), frame["box"], spec)) == case["crop_sha256"]
+            eyes = np.asarray(frame["eyes"])
+            assert golden._sha256(golden.faces_crop.crop_pixels(_rgb(frame), frame["box"], spec, eyes)) == \
+                case["crop_sha256"]
         constant = copy.deepcopy(g)
         mean = np.mean([c["pose"] for c in g["cases"]], axis=0).tolist()
-        for case in constant["cases"]:
-            case["pose"] = mean
+        for frame, case in zip(frames, constant["cases"], strict=True):  # one reading on every crop,
+            case["pose"] = mean  # turned back into each frame as the app turns it
+            angle = golden.faces_crop.crop_angle(spec, np.asarray(frame["eyes"]))
+            case["pose_in_frame"] = frame_pose(np.asarray(mean), angle).tolist()
         failures = golden.pose_failures(constant, frames)
         assert any("yaw spread" in f for f in failures) and any("vs known" in f for f in failures), failures
 

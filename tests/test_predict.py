@@ -23,8 +23,9 @@ from exporters.formats import ExportOptions
 from exporters.metadata import META_FILE, artifact_meta, base_meta
 from pipeline import api
 from pipeline.cli import main
+from pipeline.data.transforms import frame_pose
 from pipeline.faces import photos, smoothing
-from pipeline.faces.crop import CropSpec, crop_pixels, normalize
+from pipeline.faces.crop import CropSpec, crop_angle, crop_pixels, normalize
 from pipeline.faces.detector import detect
 from pipeline.faces.smoothing import PoseSmoother
 from pipeline.predict.media import count_frames
@@ -58,7 +59,9 @@ def _reference(artifact: Path, rgb: np.ndarray) -> list[tuple[tuple, np.ndarray]
         x = runtime_inputs(normalize(crop, replace(spec, layout="NCHW")), meta)
         return runtime_outputs(session.run(x), meta)[0, idx]
 
-    return [(d.box, run(crop_pixels(rgb, d.box, spec))) for d in detect(rgb)]
+    # a crop turned with the eye line reads the pose on the turned crop: turned back into the frame
+    return [(d.box, frame_pose(run(crop_pixels(rgb, d.box, spec, d.keypoints)), crop_angle(spec, d.keypoints)))
+            for d in detect(rgb)]
 
 
 def _csv(path: Path) -> list[dict]:

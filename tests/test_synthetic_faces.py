@@ -55,7 +55,9 @@ def test_deterministic_and_chunk_invariant():
 
 
 def test_sample_poses_uniform_in_ranges():
-    cfg = SyntheticFacesConfig(yaw_range=80.0, pitch_range=30.0, roll_range=10.0)
+    """In the camera's frame every angle is uniform in its range (the default draws level-eyed heads:
+    tests/test_faces.py, crops turned with the eyes)."""
+    cfg = SyntheticFacesConfig(yaw_range=80.0, pitch_range=30.0, roll_range=10.0, roll_frame="camera")
     p = sample_poses(4000, 5, cfg)
     assert p.shape == (4000, 3)
     high = np.array([80.0, 30.0, 10.0])

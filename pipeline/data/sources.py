@@ -54,8 +54,17 @@ def _read_faces(cfg) -> SourceData:
 
 def _faces_range(cfg) -> tuple[np.ndarray, np.ndarray]:
     s = cfg.synthetic_faces
-    high = np.array([s.yaw_range, s.pitch_range, s.roll_range], np.float32)
+    roll = s.roll_range
+    if s.roll_frame == "eye_line":  # the level-eye roll at the widest yaw and pitch, plus the tilt left
+        roll = float(synthetic_faces.level_roll(min(s.yaw_range, 90.0), s.pitch_range)) + s.eye_line_jitter
+    high = np.array([s.yaw_range, s.pitch_range, roll], np.float32)
     return -high, high
+
+
+def _synthetic_crop(cfg) -> CropSpec:
+    """Renders drawn with level eyes (roll_frame: eye_line) are what a crop turned with the eye line shows."""
+    sf = cfg.synthetic_faces
+    return CropSpec(size=sf.image_size, rotate="eye_line" if sf.roll_frame == "eye_line" else "none")
 
 
 def _mat_crop(section) -> CropSpec | None:
@@ -77,7 +86,7 @@ def _read_test_set(name: str, data_cfg, size: int, skipped) -> SplitData:
 
 SOURCES: dict[str, Source] = {
     "synthetic_faces": Source("synthetic_faces", "image", "synthetic_faces", _read_faces, _faces_range, True,
-                              crop=lambda cfg: CropSpec(size=cfg.synthetic_faces.image_size)),
+                              crop=_synthetic_crop),
     "sinusoid": Source("sinusoid", "vector", "sinusoid", _read_sinusoid,
                        lambda cfg: sinusoid.label_range(cfg.sinusoid), True),
     "300w_lp": Source("300w_lp", "image", "w300_lp", lambda cfg: read_pose.read_pose_mat(cfg, "w300_lp", _read_test_set),

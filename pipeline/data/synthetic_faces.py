@@ -62,7 +62,7 @@ from pipeline.schema import option
 log = logging.getLogger(__name__)
 
 __all__ = ["Appearance", "SyntheticFacesConfig", "draw_appearance", "head_landmarks", "project_points",
-           "render_faces", "render_with_appearance", "rotation_matrices", "sample_poses"]
+           "level_roll", "render_faces", "render_with_appearance", "rotation_matrices", "sample_poses"]
 
 
 @dataclass
@@ -104,6 +104,11 @@ class SyntheticFacesConfig:
                               min=0, max=1)
     camera_roll_prob: float = option(0.0, "probability that a head's roll comes from a tilted camera: neck and "
                                      "shoulders turn with it, as in a turned photo or phone", min=0, max=1)
+    roll_frame: Literal["camera", "eye_line"] = option(
+        "eye_line", "camera: roll drawn in [-roll_range, roll_range]; eye_line: each head drawn as a crop turned "
+        "with the detector's eye line shows it (CropSpec rotate: eye_line): eyes level up to eye_line_jitter")
+    eye_line_jitter: float = option(15.0, "roll_frame eye_line: max |tilt| in degrees of the eye line left in "
+                                    "the crop, as the detector's eye keypoints leave it", min=0, max=45)
     chunk_size: int = option(16, "images rendered per vectorised batch (speed and memory only; "
                               "the images do not depend on it)", min=1, max=4096)
 
@@ -112,7 +117,22 @@ def sample_poses(n: int, seed: int, cfg: SyntheticFacesConfig) -> np.ndarray:
     """(n, 3) float64 (yaw, pitch, roll) in degrees, uniform within the configured ranges."""
     rng = np.random.default_rng([seed, 0x9053])
     high = np.array([cfg.yaw_range, cfg.pitch_range, cfg.roll_range], np.float64)
-    return rng.uniform(-1.0, 1.0, size=(n, 3)) * high
+    poses = rng.uniform(-1.0, 1.0, size=(n, 3)) * high
+    if cfg.roll_frame == "eye_line":
+        poses[:, 2] = level_roll(poses[:, 0], poses[:, 1]) + poses[:, 2] / max(cfg.roll_range, 1e-9) * \
+            cfg.eye_line_jitter
+    return poses
+
+
+def level_roll(yaw_deg: np.ndarray, pitch_deg: np.ndarray) -> np.ndarray:
+    """The roll that levels the line between the eyes on screen for a head at this yaw and pitch.
+
+    The eyes sit symmetrically about the head's y-z plane, so the line between them is the head's x axis,
+    ``R @ e_x``; with ``R = R_x(a) R_y(b) R_z(c)`` (a = -pitch, b = -yaw, c = -roll) its on-screen y
+    component is ``cos a sin c + sin a sin b cos c``, zero at ``tan c = -tan a sin b``, i.e.
+    roll = atan(tan(pitch) sin(yaw))."""
+    y, p = np.radians(yaw_deg), np.radians(pitch_deg)
+    return np.degrees(np.arctan(np.tan(p) * np.sin(y)))
 
 
 def draw_appearance(n: int, seed: int, cfg: SyntheticFacesConfig, start_index: int = 0) -> Appearance:

@@ -43,6 +43,13 @@ def rotate_pose(poses_deg: np.ndarray, t_deg: float) -> np.ndarray:
     return out.reshape(p.shape)
 
 
+def frame_pose(pose_deg: np.ndarray, angle: float) -> np.ndarray:
+    """A model's (yaw, pitch, roll) on a crop turned ``angle`` degrees counter-clockwise out of its frame
+    (``pipeline.faces.crop.crop_angle``) -> the pose in the frame: the frame is the crop turned
+    clockwise by ``angle``. Angle 0 returns the reading unchanged (no round trip through a matrix)."""
+    return np.asarray(pose_deg, np.float64) if angle == 0.0 else rotate_pose(pose_deg, angle)
+
+
 def mirror_pose(poses_deg: np.ndarray) -> np.ndarray:
     """Exact label of the left-right mirrored image."""
     return mirror_labels(poses_deg, POSE_MIRROR)

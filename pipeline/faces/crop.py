@@ -3,7 +3,11 @@
 A ``CropSpec`` names everything between a camera frame and the model: which detector drew the box
 (``box_source``: a scale measured on one detector's boxes does not carry over to another's, whose
 boxes frame a face differently), the square around the box (side = ``scale`` x the box's longer side,
-centre moved down by ``shift_y`` x side), what fills the square outside the frame (``padding``), the
+centre moved down by ``shift_y`` x side), whether the square turns with the face (``rotate``:
+``"eye_line"`` turns it by the angle of the detector's eye keypoints, as MediaPipe's face-landmark
+graph turns its region of interest, so the model always sees the eyes level and the roll it reads is
+what is left; ``crop_angle`` says by how much, and ``pipeline.data.transforms.rotate_pose`` turns the
+model's reading back into the frame), what fills the square outside the frame (``padding``), the
 output ``size``, ``layout``, ``channels`` order and the normalisation ``(pixel / 255 * (hi - lo) + lo
 - mean) / std``. ``to_dict`` is what export writes as ``input.crop`` in model_meta.json; ``from_dict``
 reads it back and rejects unknown keys and bad values with the fix in the message.
@@ -21,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 PADDINGS = ("edge", "zero")
+ROTATIONS = ("none", "eye_line")
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
 # The model input side of the default face model; every data source passes its own image_size
@@ -38,6 +43,7 @@ class CropSpec:
     scale: float = 2.01
     shift_y: float = -0.026
     padding: str = "edge"
+    rotate: str = "none"
     size: int = DEFAULT_SIZE  # the model's input side; users set it from the model
     layout: str = "NCHW"
     channels: str = "RGB"
@@ -51,6 +57,8 @@ class CropSpec:
             problems.append(f"scale must be > 0, got {self.scale}")
         if not -1.0 < self.shift_y < 1.0:
             problems.append(f"shift_y must be in (-1, 1) (a fraction of the crop side), got {self.shift_y}")
+        if self.rotate not in ROTATIONS:
+            problems.append(f"rotate {self.rotate!r} is not one of {ROTATIONS}")
         if self.padding not in PADDINGS:
             problems.append(f"padding {self.padding!r} is not one of {PADDINGS}")
         if not (isinstance(self.size, int) and 8 <= self.size <= 1024):
@@ -69,8 +77,11 @@ class CropSpec:
     def framing(self) -> dict:
         """The framing half, what export writes as ``input.crop`` in model_meta.json (the tensor half is
         the rest of ``input``: shape, layout, color, range, mean, std)."""
-        return {"box_source": self.box_source, "scale": float(self.scale), "shift_y": float(self.shift_y),
-                "padding": self.padding}
+        out = {"box_source": self.box_source, "scale": float(self.scale), "shift_y": float(self.shift_y),
+               "padding": self.padding}
+        if self.rotate != "none":  # absent means "none": models exported before the key existed read the same
+            out["rotate"] = self.rotate
+        return out
 
     @classmethod
     def from_meta(cls, meta: dict) -> CropSpec:
@@ -124,9 +135,45 @@ def crop_square(box: Sequence[float], scale: float, shift_y: float) -> tuple[flo
     return cx - side / 2.0, cy - side / 2.0, side
 
 
+def eye_line(keypoints: np.ndarray) -> tuple[float, float]:
+    """(cos, sin) of the clockwise on-screen angle (y down) of the line from the subject's right eye
+    (image left at an upright pose) to their left eye: detector keypoints 0 and 1. Made of the keypoints
+    with one correctly rounded square root and no trigonometry, so the Kotlin core turns its crop by
+    the same bits."""
+    kp = np.asarray(keypoints, np.float64)
+    dx, dy = float(kp[1, 0] - kp[0, 0]), float(kp[1, 1] - kp[0, 1])
+    length = float(np.sqrt(dx * dx + dy * dy))
+    if not length > 0.0:
+        raise ValueError("the detector's two eye keypoints coincide: the eye line has no direction")
+    return dx / length, dy / length
+
+
+def crop_turn(spec: CropSpec, keypoints: np.ndarray | None) -> tuple[float, float] | None:
+    """(cos, sin) of how far the crop turns clockwise on screen, or None: unless ``spec.rotate ==
+    "eye_line"`` it does not."""
+    if spec.rotate == "none":
+        return None
+    if keypoints is None:
+        raise ValueError("this crop spec turns the crop with the eye line (rotate: eye_line): pass the "
+                         "detector's keypoints with its box")
+    return eye_line(keypoints)
+
+
+def crop_angle(spec: CropSpec, keypoints: np.ndarray | None) -> float:
+    """How far the crop turns, in degrees clockwise on screen (0 unless ``spec.rotate == "eye_line"``).
+    A head with roll r facing the camera gives r (pipeline/data/convention.py: roll > 0 turns the
+    head clockwise)."""
+    turn = crop_turn(spec, keypoints)
+    return 0.0 if turn is None else float(np.degrees(np.arctan2(turn[1], turn[0])))
+
+
 def crop_resize(rgb: np.ndarray, square: tuple[float, float, float], out_w: int, out_h: int,
-                padding: str = "edge") -> np.ndarray:
+                padding: str = "edge", turn: tuple[float, float] | None = None,
+                pivot: tuple[float, float] | None = None) -> np.ndarray:
     """Bilinear resample of a square region to (out_h, out_w, C) uint8, sampling at pixel centres.
+
+    ``turn`` = (cos, sin) of an angle clockwise on screen turns the sampling grid by it about ``pivot``
+    (default the square's centre): the crop shows the frame turned counter-clockwise by that angle.
 
     ``padding="edge"`` repeats the frame's edge pixels outside it (the app's rule); ``"zero"`` reads
     black there (the 300W-LP crops' rule), done by one black pixel around the frame and clamping into
@@ -142,13 +189,17 @@ def crop_resize(rgb: np.ndarray, square: tuple[float, float, float], out_w: int,
     x0, y0, side = square
     sx = x0 + (np.arange(out_w, dtype=np.float64) + 0.5) * (side / out_w) - 0.5
     sy = y0 + (np.arange(out_h, dtype=np.float64) + 0.5) * (side / out_h) - 0.5
+    p = rgb.astype(np.float64)
+    if turn is not None:
+        pad = 1.0 if padding == "zero" else 0.0  # the black border moved every coordinate by one pixel
+        piv = (x0 + side / 2.0, y0 + side / 2.0) if pivot is None else (pivot[0] + pad, pivot[1] + pad)
+        return _sample_turned(p, sx, sy, turn, piv)
     fx0, fy0 = np.floor(sx), np.floor(sy)
     ax, ay = sx - fx0, sy - fy0
     xa = np.clip(fx0.astype(np.int64), 0, w - 1)
     xb = np.clip(fx0.astype(np.int64) + 1, 0, w - 1)
     ya = np.clip(fy0.astype(np.int64), 0, h - 1)
     yb = np.clip(fy0.astype(np.int64) + 1, 0, h - 1)
-    p = rgb.astype(np.float64)
     ax_, ay_ = ax[None, :, None], ay[:, None, None]
     top = (1.0 - ax_) * p[ya][:, xa] + ax_ * p[ya][:, xb]
     bottom = (1.0 - ax_) * p[yb][:, xa] + ax_ * p[yb][:, xb]
@@ -156,9 +207,40 @@ def crop_resize(rgb: np.ndarray, square: tuple[float, float, float], out_w: int,
     return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
 
 
-def crop_pixels(image: np.ndarray, box: Sequence[float], spec: CropSpec) -> np.ndarray:
-    """The (size, size, 3) uint8 RGB crop of an RGB frame around a face box."""
-    return crop_resize(image, crop_square(box, spec.scale, spec.shift_y), spec.size, spec.size, spec.padding)
+def _sample_turned(p: np.ndarray, sx: np.ndarray, sy: np.ndarray, turn: tuple[float, float],
+                   pivot: tuple[float, float]) -> np.ndarray:
+    """``crop_resize``'s grid (pixel-centre sample positions ``sx`` x ``sy``) turned clockwise by the
+    angle whose (cos, sin) is ``turn`` about ``pivot``, sampled bilinearly from float64 pixels ``p``
+    whose edge pixels repeat outside (the Kotlin core: FaceCrop.resize, same float64 order)."""
+    h, w = p.shape[:2]
+    px, py = pivot
+    c, s = turn
+    dx, dy = sx[None, :] + 0.5 - px, sy[:, None] + 0.5 - py  # offsets of pixel centres from the pivot
+    gx = px + (c * dx - s * dy) - 0.5
+    gy = py + (s * dx + c * dy) - 0.5
+    fx0, fy0 = np.floor(gx), np.floor(gy)
+    ax, ay = (gx - fx0)[..., None], (gy - fy0)[..., None]
+    xa = np.clip(fx0.astype(np.int64), 0, w - 1)
+    xb = np.clip(fx0.astype(np.int64) + 1, 0, w - 1)
+    ya = np.clip(fy0.astype(np.int64), 0, h - 1)
+    yb = np.clip(fy0.astype(np.int64) + 1, 0, h - 1)
+    top = (1.0 - ax) * p[ya, xa] + ax * p[ya, xb]
+    bottom = (1.0 - ax) * p[yb, xa] + ax * p[yb, xb]
+    v = (1.0 - ay) * top + ay * bottom
+    return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
+
+
+def box_centre(box: Sequence[float]) -> tuple[float, float]:
+    return (float(box[0]) + float(box[2])) / 2.0, (float(box[1]) + float(box[3])) / 2.0
+
+
+def crop_pixels(image: np.ndarray, box: Sequence[float], spec: CropSpec,
+                keypoints: np.ndarray | None = None) -> np.ndarray:
+    """The (size, size, 3) uint8 RGB crop of an RGB frame around a face box; a spec that turns with the
+    eye line needs the detector's ``keypoints`` too, and turns the square about the box's centre (so
+    ``shift_y`` moves it towards the face's chin, not the frame's bottom)."""
+    return crop_resize(image, crop_square(box, spec.scale, spec.shift_y), spec.size, spec.size, spec.padding,
+                       turn=crop_turn(spec, keypoints), pivot=box_centre(box))
 
 
 def normalize(pixels: np.ndarray, spec: CropSpec) -> np.ndarray:
@@ -177,6 +259,7 @@ def normalize(pixels: np.ndarray, spec: CropSpec) -> np.ndarray:
     return np.ascontiguousarray(x, np.float32)
 
 
-def crop(image: np.ndarray, box: Sequence[float], spec: CropSpec) -> np.ndarray:
-    """Frame + detector box -> the model's float32 input (1, C, H, W) or (1, H, W, C)."""
-    return normalize(crop_pixels(image, box, spec), spec)
+def crop(image: np.ndarray, box: Sequence[float], spec: CropSpec, keypoints: np.ndarray | None = None
+         ) -> np.ndarray:
+    """Frame + detector box (and keypoints) -> the model's float32 input (1, C, H, W) or (1, H, W, C)."""
+    return normalize(crop_pixels(image, box, spec, keypoints), spec)

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.faces.crop import crop_pixels
+from pipeline.data.transforms import frame_pose
+from pipeline.faces.crop import crop_angle, crop_pixels
 from pipeline.faces.detector import MIN_SCORE, detect
 from pipeline.faces.smoothing import PoseSmoother
 from pipeline.predict.media import (
@@ -129,10 +130,11 @@ def _frame_rows(model: PoseModel, rgb: np.ndarray, file: str, frame: int, time_s
     rows, drawn = [], []
     for k, (face, track) in enumerate(zip(faces, followed, strict=True)):
         t0 = time.perf_counter()
-        pixels = crop_pixels(rgb, face.box, model.spec)
+        pixels = crop_pixels(rgb, face.box, model.spec, face.keypoints)
         crop_ms = _ms(t0)
         t0 = time.perf_counter()
-        pose = model.predict(pixels)
+        # a crop turned with the eye line gives the pose on the turned crop: turn it back into the frame
+        pose = frame_pose(model.predict(pixels), crop_angle(model.spec, face.keypoints))
         infer_ms = _ms(t0)
         left, top, right, bottom = (round(float(v), 2) for v in face.box)
         row = _row(file, frame, time_s, face=k, left=left, top=top, right=right, bottom=bottom,

@@ -15,10 +15,18 @@ data class Square(val left: Double, val top: Double, val side: Double) {
     val center: Point get() = Point(left + side / 2.0, top + side / 2.0)
 }
 
+/**
+ * A detected face: its box and, where the detector gives them, the centres of the subject's right eye
+ * (image left when upright) and left eye, which a crop spec that turns with the eye line needs.
+ */
+data class Face(val box: Box, val rightEye: Point? = null, val leftEye: Point? = null)
+
 /** Yaw, pitch and roll in degrees, in the pose convention of docs/data.md. */
 data class HeadPose(val yaw: Double, val pitch: Double, val roll: Double)
 
 /** Picks the face the app estimates: the largest box (several faces), or none. */
 object FaceSelection {
     fun largest(boxes: List<Box>): Box? = boxes.maxByOrNull { it.area }
+
+    fun largestFace(faces: List<Face>): Face? = faces.maxByOrNull { it.box.area }
 }

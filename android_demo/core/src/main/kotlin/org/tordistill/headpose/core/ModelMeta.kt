@@ -16,14 +16,21 @@ enum class DType { FLOAT32, INT8 }
 
 enum class Padding { EDGE, ZERO }
 
+/** Whether the crop turns with the face: [EYE_LINE] by the angle of the detector's eye landmarks. */
+enum class Rotate { NONE, EYE_LINE }
+
 /**
  * How a detector's face box becomes the square model crop (see [FaceCrop]): the framing half of
  * pipeline/faces/crop.py CropSpec, read from model_meta.json input.crop. [boxSource] names the detector
- * whose boxes [scale] and [shiftY] were measured on. No defaults: a model trained on other framing
+ * whose boxes [scale] and [shiftY] were measured on; with [rotate] EYE_LINE the square turns about the
+ * box centre by the angle of the eye landmarks, and the model's pose is turned back ([PoseAxes.turned]).
+ * No defaults: a model trained on other framing
  * (another detector, the 300W-LP crops) would silently get the wrong crop, so a meta without input.crop
  * is an error here as in CropSpec.from_meta.
  */
-data class CropSpec(val boxSource: String, val scale: Double, val shiftY: Double, val padding: Padding) {
+data class CropSpec(
+    val boxSource: String, val scale: Double, val shiftY: Double, val padding: Padding, val rotate: Rotate = Rotate.NONE,
+) {
     init {
         if (!(scale > 0.0)) throw MetaException("input.crop.scale must be > 0, got $scale")
         if (!(shiftY > -1.0 && shiftY < 1.0)) throw MetaException("input.crop.shift_y must be in (-1, 1), got $shiftY")
@@ -36,7 +43,13 @@ data class CropSpec(val boxSource: String, val scale: Double, val shiftY: Double
                 "zero" -> Padding.ZERO
                 else -> throw MetaException("input.crop.padding '$p' is not edge or zero")
             }
-            return CropSpec(crop.str("box_source"), crop.num("scale"), crop.num("shift_y"), padding)
+            // absent: a model exported before crops could turn, whose crops never do
+            val rotate = when (val r = crop["rotate"] ?: "none") {
+                "none" -> Rotate.NONE
+                "eye_line" -> Rotate.EYE_LINE
+                else -> throw MetaException("input.crop.rotate '$r' is not none or eye_line")
+            }
+            return CropSpec(crop.str("box_source"), crop.num("scale"), crop.num("shift_y"), padding, rotate)
         }
     }
 }

@@ -1,5 +1,7 @@
 package org.tordistill.headpose.core
 
+import kotlin.math.asin
+import kotlin.math.atan2
 import kotlin.math.cos
 import kotlin.math.sin
 
@@ -34,6 +36,22 @@ object PoseAxes {
         val ends = (0 until 3).map { k -> Point(center.x + sign * length * r[0][k], center.y + length * -r[1][k]) }
         val order = (0 until 3).sortedBy { r[2][it] }
         return AxesProjection(center, ends, order)
+    }
+
+    /**
+     * The pose in the frame of a face whose crop was turned by [angleDeg] (clockwise on screen): the frame
+     * is the crop turned clockwise, so R becomes Rz(-angle) R, read back into yaw, pitch and roll as
+     * pipeline/data/transforms.py rotate_pose does (yaw in [-90, 90]).
+     */
+    fun turned(pose: HeadPose, angleDeg: Double): HeadPose {
+        if (angleDeg == 0.0) return pose
+        val t = Math.toRadians(-angleDeg)
+        val rz = arrayOf(doubleArrayOf(cos(t), -sin(t), 0.0), doubleArrayOf(sin(t), cos(t), 0.0), doubleArrayOf(0.0, 0.0, 1.0))
+        val r = times(rz, rotation(pose))
+        val b = asin(r[0][2].coerceIn(-1.0, 1.0))
+        val a = atan2(-r[1][2], r[2][2])
+        val c = atan2(-r[0][1], r[0][0])
+        return HeadPose(yaw = -Math.toDegrees(b), pitch = -Math.toDegrees(a), roll = -Math.toDegrees(c))
     }
 
     private fun times(a: Array<DoubleArray>, b: Array<DoubleArray>): Array<DoubleArray> =

@@ -155,13 +155,31 @@ class CoreTest {
     }
 
     @Test
+    fun turnedCropAndPoseFollowTheEyeLine() {
+        // 3 x 3 frame: a quarter turn clockwise about the centre shows the frame turned back (np.rot90)
+        val frame = IntArray(9) { (0xFF shl 24) or (it * 20 shl 16) or (it * 10 shl 8) or it }
+        val turn = FaceCrop.eyeLine(Point(1.0, 1.0), Point(1.0, 5.0)) // left eye straight below: 90 degrees
+        assertEquals(90.0, turn.degrees, 1e-12)
+        val quarter = FaceCrop.resize(frame, 3, 3, Square(0.0, 0.0, 3.0), 3, 3, turn = turn)
+        for (i in 0 until 3) for (j in 0 until 3) assertEquals(frame[j * 3 + (2 - i)], quarter[i * 3 + j])
+        // pipeline/data/transforms.py rotate_pose([25, -15, 5], 30) = [28.900040937918593, 0.5344279607689341, 38.48131135491247]
+        val p = PoseAxes.turned(HeadPose(25.0, -15.0, 5.0), 30.0)
+        assertEquals(28.900040937918593, p.yaw, 1e-9)
+        assertEquals(0.5344279607689341, p.pitch, 1e-9)
+        assertEquals(38.48131135491247, p.roll, 1e-9)
+        val spec = CropSpec("test", 2.0, 0.0, Padding.EDGE, Rotate.EYE_LINE)
+        try { FaceCrop.turn(Face(Box(0.0, 0.0, 1.0, 1.0)), spec); fail("a turning spec without eyes accepted") } catch (_: IllegalArgumentException) {}
+        assertNull(FaceCrop.turn(Face(Box(0.0, 0.0, 1.0, 1.0)), spec.copy(rotate = Rotate.NONE)))
+    }
+
+    @Test
     fun largestFaceAndNoFace() {
         assertNull(FaceSelection.largest(emptyList()))
         val big = Box(0.0, 0.0, 10.0, 10.0)
         assertEquals(big, FaceSelection.largest(listOf(Box(0.0, 0.0, 5.0, 5.0), big, Box(1.0, 1.0, 2.0, 9.0))))
         val p = PosePipeline(ModelMeta.parse(meta()))
         assertNull(p.prepare(pixels, 2, 2, emptyList()))
-        assertTrue(p.prepare(pixels, 2, 2, listOf(big))!!.tensor is InputTensor.Float32)
+        assertTrue(p.prepare(pixels, 2, 2, listOf(Face(big)))!!.tensor is InputTensor.Float32)
     }
 
     @Test

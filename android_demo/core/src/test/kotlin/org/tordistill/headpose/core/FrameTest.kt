@@ -67,9 +67,9 @@ class FrameTest {
             "outputs": [{"name": "o", "names": ["yaw", "pitch", "roll"], "units": "degrees", "dtype": "float32"}]}""")
         val p = PosePipeline(meta)
         val frame = IntArray(16) { rgb(it, it, it) }
-        val a = p.prepare(frame, 4, 4, listOf(Box(0.0, 0.0, 2.0, 2.0)))!!
+        val a = p.prepare(frame, 4, 4, listOf(Face(Box(0.0, 0.0, 2.0, 2.0))))!!
         val firstValue = (a.tensor as InputTensor.Float32).data[0]
-        val b = p.prepare(frame, 4, 4, listOf(Box(2.0, 2.0, 4.0, 4.0)))!!
+        val b = p.prepare(frame, 4, 4, listOf(Face(Box(2.0, 2.0, 4.0, 4.0))))!!
         assertSame(a.tensor, b.tensor)
         assertEquals(0f, firstValue, 0f)
         assertEquals(10 / 255f, (b.tensor as InputTensor.Float32).data[0], 1e-7f) // rewritten: pixel (2, 2)

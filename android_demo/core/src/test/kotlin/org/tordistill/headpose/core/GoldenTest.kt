@@ -54,6 +54,16 @@ class GoldenTest {
 
     private fun box(l: List<*>) = Box(l[0] as Double, l[1] as Double, l[2] as Double, l[3] as Double)
 
+    /** The frame's face: its box and the subject's right and left eye centres. */
+    private fun face(frame: Map<String, Any?>): Face {
+        val eyes = frame.list("eyes").map { (it as List<*>).map { v -> v as Double } }
+        return Face(box(frame.list("box")), Point(eyes[0][0], eyes[0][1]), Point(eyes[1][0], eyes[1][1]))
+    }
+
+    /** The case's pose turned back into the frame, as the app does it (PosePipeline.inFrame). */
+    private fun inFrame(meta: ModelMeta, frame: Map<String, Any?>, pose: HeadPose): HeadPose =
+        FaceCrop.turn(face(frame), meta.input.crop)?.let { PoseAxes.turned(pose, it.degrees) } ?: pose
+
     private fun decoded(pipeline: PosePipeline, case: Map<String, Any?>): HeadPose {
         val raw = case.list("output_raw").map { it as Double }
         return when (case.str("output_dtype")) {
@@ -83,10 +93,13 @@ class GoldenTest {
                 val where = "$name/${case["name"]}"
                 val w = frame.num("width").toInt()
                 val h = frame.num("height").toInt()
-                val prepared = pipeline.prepare(argb(bytes(frame.str("rgb"))), w, h, listOf(box(frame.list("box"))))!!
+                val prepared = pipeline.prepare(argb(bytes(frame.str("rgb"))), w, h, listOf(face(frame)))!!
                 assertEquals("$where square", case.list("square"), prepared.square.let { listOf(it.left, it.top, it.side) })
+                assertEquals("$where turn", case["turn"], prepared.turn?.let { listOf(it.cos, it.sin) })
                 // The crop the pipeline cut, recomputed on its own so that the bytes can be compared.
-                val crop = FaceCrop.resize(argb(bytes(frame.str("rgb"))), w, h, prepared.square, meta.input.width, meta.input.height, meta.input.crop.padding)
+                val box = prepared.face.box
+                val crop = FaceCrop.resize(argb(bytes(frame.str("rgb"))), w, h, prepared.square, meta.input.width, meta.input.height,
+                    meta.input.crop.padding, turn = prepared.turn, pivot = Point((box.left + box.right) / 2.0, (box.top + box.bottom) / 2.0))
                 (case["crop_rgb"] as? String)?.let { assertArrayEquals("$where crop pixels", argb(bytes(it)), crop) }
                 assertEquals("$where crop sha256", case.str("crop_sha256"), sha256(rgb(crop)))
                 val tensor = prepared.tensor
@@ -104,16 +117,20 @@ class GoldenTest {
             val step = tol.num("decode_deg")
             val tolPx = tol.num("axes_px")
             val pipeline = PosePipeline(meta, smooth = false)
-            for (case in cases(g)) {
+            for ((i, case) in cases(g).withIndex()) {
                 val where = "$name/${case["name"]}"
                 val pose = decoded(pipeline, case)
                 val want = case.list("pose").map { it as Double }
                 val order = meta.output.names
                 val got = mapOf("yaw" to pose.yaw, "pitch" to pose.pitch, "roll" to pose.roll)
                 for ((k, n) in order.withIndex()) assertEquals("$where $n", want[k], got.getValue(n), step)
+                // turned back into the frame from the decoded pose: within one step too (turning is a rotation)
+                val wantFrame = case.list("pose_in_frame").map { it as Double }
+                val frame = inFrame(meta, frames[i], pose)
+                assertArrayEquals("$where pose in the frame", wantFrame.toDoubleArray(), angles(frame), 2 * step)
                 val axes = case.obj("axes")
                 val sq = case.list("square").map { it as Double }
-                val proj = pipeline.axes(HeadPose(want[order.indexOf("yaw")], want[order.indexOf("pitch")], want[order.indexOf("roll")]), Square(sq[0], sq[1], sq[2]))
+                val proj = pipeline.axes(HeadPose(wantFrame[0], wantFrame[1], wantFrame[2]), Square(sq[0], sq[1], sq[2]))
                 val center = axes.list("center").map { it as Double }
                 assertEquals("$where centre x", center[0], proj.center.x, tolPx)
                 assertEquals("$where centre y", center[1], proj.center.y, tolPx)
@@ -138,7 +155,8 @@ class GoldenTest {
     fun knownPosesWithinTheModelsError() {
         val failures = mutableListOf<String>()
         for ((name, g) in goldens) {
-            val pipeline = PosePipeline(ModelMeta.fromJson(g.obj("meta")), smooth = false)
+            val meta = ModelMeta.fromJson(g.obj("meta"))
+            val pipeline = PosePipeline(meta, smooth = false)
             val tolObj = g.obj("tolerances").obj("pose_deg")
             val tol = doubleArrayOf(tolObj.num("yaw"), tolObj.num("pitch"), tolObj.num("roll"))
             for ((k, n) in ANGLES.withIndex()) if (tol[k] > MAX_POSE_TOLERANCE_DEG) {
@@ -148,7 +166,7 @@ class GoldenTest {
             val gotYaw = mutableListOf<Double>()
             for ((i, case) in cases(g).withIndex()) {
                 val known = (frames[i]["pose"] as? List<*>)?.map { it as Double } ?: continue
-                val got = angles(decoded(pipeline, case))
+                val got = angles(inFrame(meta, frames[i], decoded(pipeline, case)))
                 knownYaw += known[0]
                 gotYaw += got[0]
                 for (k in 0 until 3) if (abs(got[k] - known[k]) > tol[k]) {
