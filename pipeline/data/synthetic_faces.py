@@ -4,7 +4,8 @@ Each sample is a shaded 3D head (ellipsoids for cranium, jaw, nose, ears and hai
 mouth, beard and glasses painted on the 3D surface) on a neck and shoulders, ray-cast
 orthographically at the requested pose over background clutter, with scale/translation jitter, an
 occasional occluder, blur and sensor noise. The label is exactly the pose of the rendered head; only
-framing (scale, offset) is jittered. Neck and shoulders follow the head's yaw and roll by a random
+framing (scale, offset) is jittered. By default (``roll_frame="eye_line"``) each head is drawn as a crop
+turned with the detector's eye line shows it: roll levels the eyes on screen, up to a small tilt. Neck and shoulders follow the head's yaw and roll by a random
 0-40 % (never its pitch), as a body does; they are context, not the label. The ray-caster lives in
 ``pipeline.data.face_render``, appearance drawing in ``pipeline.data.face_render_params``.
 
@@ -95,9 +96,10 @@ class SyntheticFacesConfig:
                          min=0, max=3)
     noise_std: float = option(4.0, "largest sensor-noise std in grey levels (per image U(0, noise_std))",
                           min=0, max=50)
-    # These three are off by default: measured with benchmarks/sim_to_real.py (three seeds each, docs: Real
-    # faces), 0.7 / 0.15 made quickly trained students worse on the rendered test (8.89 vs 7.33 deg) and no
-    # better on the real photos; camera_roll_prob 0.5 helped roll a little, nothing near the targets.
+    # These three are off by default: measured with benchmarks/sim_to_real.py under roll_frame camera (three
+    # seeds each, docs: Real faces), 0.7 / 0.15 made quickly trained students worse on the rendered test
+    # (8.89 vs 7.33 deg) and no better on the real photos; camera_roll_prob 0.5 helped roll a little,
+    # nothing near the targets. Level eyes (roll_frame eye_line) is what brought roll close to them.
     real_face_prob: float = option(0.0, "probability that a head wears a real face photo as its face texture "
                                    "(scikit-image's 100 LFW faces; pipeline/data/face_textures.py)", min=0, max=1)
     grey_prob: float = option(0.0, "probability that an image is grey (luma in R, G and B), as grey photos are",
