@@ -34,7 +34,7 @@ from pipeline.faces.detector import Detection, detect
 
 Predict = Callable[[np.ndarray], np.ndarray]
 SWEEP = tuple(float(t) for t in range(-40, 41, 10))
-# The targets, met on every photo for the check to pass.
+# What a face model must meet on every photo for the check to pass (docs/real-faces.md).
 TARGETS = {"roll_slope": (0.9, 1.1), "roll_r2_min": 0.95, "drift_max": 8.0, "mirror_error_max": 5.0}
 METRICS = ("roll_slope", "roll_r2", "yaw_drift", "pitch_drift", "mirror_error")
 

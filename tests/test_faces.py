@@ -288,12 +288,28 @@ def test_sim_to_real_trains_on_textured_renders_and_scores_real_photos(tmp_path)
     assert main(["--n", "128", "--epochs", "1", "--seeds", "3,4,3", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert set(r["models"]) == {"seed3", "seed4"} and r["seeds"] == [3, 4]
+    # with the default options the lever's own test is the default-option test
+    assert r["default_renders_mae_per_seed"] == r["rendered_test_mae_per_seed"]
     assert main(["--n", "128", "--epochs", "1", "--seeds", "3", "--json", str(out)]) == 0
     again = json.loads(out.read_text())
     assert again["models"]["student"]["photos"] == r["models"]["seed3"]["photos"]
     assert again["rendered_test_mae"] == r["rendered_test_mae_per_seed"]["3"]
     with pytest.raises(SystemExit, match="comma-separated integers"):
         main(["--seeds", "a,b"])
+
+
+def test_sim_to_real_medians_keep_mirror_averaged_students_apart() -> None:
+    from benchmarks.photo_check import METRICS
+    from benchmarks.sim_to_real import medians
+
+    def model(slope: float) -> dict:
+        return {"photos": {"hopper": {"roll_slope": slope}}}
+
+    result = {"models": {"seed1": model(0.5), "mirror_avg1": model(1.0), "seed2": model(0.7),
+                         "mirror_avg2": model(1.2), "seed3": model(0.6), "mirror_avg3": model(1.1)}}
+    rows = {line.split()[0]: line.split() for line in medians(result).splitlines()[1:]}
+    column = 2 + list(METRICS).index("roll_slope")  # group, photo, then the metrics in order
+    assert float(rows["seed"][column]) == 0.6 and float(rows["mirror_avg"][column]) == 1.1
 
 
 # ------------------------------------------------------------------------------ crops turned with the eyes

@@ -297,8 +297,8 @@ def real_photos_section(run: Run, figs: list[Figure]) -> Section | None:
     s = Section("real_photos", "Real photos")
     t = result["targets"]
     s.blocks.append(
-        "The models are trained on rendered faces only (the synthetic source), some wearing real LFW face photos "
-        "as textures. Real photos carry no pose label, but what an image transform does to the pose is exact: "
+        "How the run's models read real faces (the default synthetic source trains on rendered faces only). "
+        "Real photos carry no pose label, but what an image transform does to the pose is exact: "
         f"turning the photo in its plane by t (here {result['sweep'][0]:g} to {result['sweep'][-1]:g} degrees) "
         "turns roll by t, a mirror negates yaw and roll. Each photo goes through the shipped face detector and "
         f"the run's crop spec. Targets: roll slope {t['roll_slope'][0]}-{t['roll_slope'][1]} with R^2 >= "
@@ -312,7 +312,8 @@ def real_photos_section(run: Run, figs: list[Figure]) -> Section | None:
                 rows.append([model, name, m["error"]] + [None] * (len(PHOTO_COLS) - 3))
                 continue
             rows.append([model, name, ", ".join(num(v) for v in m["pose"]), m["roll_slope"], m["roll_r2"],
-                         m["yaw_drift"], m["pitch_drift"], m["mirror_error"], "yes" if m["passes"] else "no"])
+                         m["yaw_drift"], m["pitch_drift"], m["mirror_error"],
+                         "-" if m["yaw_drift"] is None else "yes" if m["passes"] else "no"])
     s.blocks.append(Table("real_photos", PHOTO_COLS, rows, "ref_eye_line: roll read off the detector's eye "
                           "keypoints, what a roll that follows the face scores (it has no yaw or pitch)"))
     figs.append(Figure("real_photos", png, "the real photos' crops with the int8 model's predicted axes"))
