@@ -99,7 +99,8 @@ class SyntheticFacesConfig:
     # These three are off by default: measured with benchmarks/sim_to_real.py under roll_frame camera (three
     # seeds each, docs: Real faces), 0.7 / 0.15 made quickly trained students worse on the rendered test
     # (8.89 vs 7.33 deg) and no better on the real photos; camera_roll_prob 0.5 helped roll a little,
-    # nothing near the targets. Level eyes (roll_frame eye_line) is what brought roll close to them.
+    # nothing near the targets. Level eyes (roll_frame eye_line) is what brought roll close to them; under
+    # it, 0.5 / 0.15 again cost the default-option renders 0.73 deg (7.37 vs 6.64) for no gain on the photos.
     real_face_prob: float = option(0.0, "probability that a head wears a real face photo as its face texture "
                                    "(scikit-image's 100 LFW faces; pipeline/data/face_textures.py)", min=0, max=1)
     grey_prob: float = option(0.0, "probability that an image is grey (luma in R, G and B), as grey photos are",
