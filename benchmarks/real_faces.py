@@ -115,11 +115,6 @@ def headline(result: dict) -> dict:
             for model, r in result["models"].items()}
 
 
-def _verdict(passed: bool, roll_only: bool) -> str:
-    # a reader with no yaw or pitch (the eye-line reference) cannot pass: it gets "-", not "no"
-    return "-" if roll_only else "yes" if passed else "no"
-
-
 def table(result: dict) -> str:
     """Per model and photo: the metrics, then the aggregate's worst values."""
     cols = ("angles",) + METRICS + ("pass",)
@@ -129,12 +124,13 @@ def table(result: dict) -> str:
             if "error" in m:
                 lines.append(f"{model:<14} {name:<15} {m['error']}")
                 continue
-            vals = [m["angles_detected"]] + [m[k] for k in METRICS] + [_verdict(m["passes"], m.get("yaw_drift") is None)]
+            vals = ([m["angles_detected"]] + [m[k] for k in METRICS]
+                    + [contract.photo_verdict(m["passes"], m["yaw_drift"] is None)])
             lines.append(f"{model:<14} {name:<15} " + " ".join(f"{'-' if v is None else v:>12}" for v in vals))
         agg = r["aggregate"]
         worst = [f"{agg[k]['worst']:>12}" if k in agg else f"{'-':>12}" for k in METRICS]
         lines.append(f"{model:<14} {'WORST':<15} {agg['scored']:>12} " + " ".join(worst)
-                     + f" {_verdict(agg['passes_all'], 'yaw_drift' not in agg):>12}")
+                     + f" {contract.photo_verdict(agg['passes_all'], 'yaw_drift' not in agg):>12}")
     lines.append(f"targets: roll slope {TARGETS['roll_slope'][0]}-{TARGETS['roll_slope'][1]}, R^2 >= "
                  f"{TARGETS['roll_r2_min']}, yaw/pitch drift <= {TARGETS['drift_max']}, mirror error <= "
                  f"{TARGETS['mirror_error_max']} (degrees), on every photo")

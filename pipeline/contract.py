@@ -356,6 +356,12 @@ def load_real_photos(stage: StageDir | Path) -> tuple[dict, bytes] | None:
     return read_json(artifact_path(stage, "real_photos_json")), artifact_path(stage, "real_photos_png").read_bytes()
 
 
+def photo_verdict(passed: bool, roll_only: bool) -> str:
+    """How a row of the real-photo check reads: "yes" / "no", or "-" for a reader with no yaw or pitch (the
+    eye-line reference), which the targets cannot judge."""
+    return "-" if roll_only else "yes" if passed else "no"
+
+
 # ---------------------------------------------------------------------------- a whole run
 @dataclass
 class Run:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from benchmarks import photo_check
+from pipeline import contract
 from pipeline.data.face_render import rotation_matrices
 from pipeline.data.face_render_params import Appearance
 from pipeline.data.framing import measure_renders
@@ -264,6 +265,9 @@ def test_photo_check_follows_a_real_face_turning() -> None:
     m = photo_check.score(crops, photo_check.eye_line_roll, sweep=(-40.0, -20.0, 0.0, 20.0, 40.0))
     assert 0.9 <= m["roll_slope"] <= 1.1 and m["roll_r2"] >= 0.95, m
     assert m["yaw_drift"] is None and not m["passes"]  # no yaw or pitch: never a pass
+    # and its row reads "-", not "no", in the console table and the report (one verdict for both)
+    assert contract.photo_verdict(m["passes"], m["yaw_drift"] is None) == "-"
+    assert contract.photo_verdict(True, False) == "yes" and contract.photo_verdict(False, False) == "no"
 
 
 def test_real_faces_benchmark_names_a_missing_run(tmp_path, capsys) -> None:

@@ -5,9 +5,10 @@ mouth, beard and glasses painted on the 3D surface) on a neck and shoulders, ray
 orthographically at the requested pose over background clutter, with scale/translation jitter, an
 occasional occluder, blur and sensor noise. The label is exactly the pose of the rendered head; only
 framing (scale, offset) is jittered. By default (``roll_frame="eye_line"``) each head is drawn as a crop
-turned with the detector's eye line shows it: roll levels the eyes on screen, up to a small tilt. Neck and shoulders follow the head's yaw and roll by a random
-0-40 % (never its pitch), as a body does; they are context, not the label. The ray-caster lives in
-``pipeline.data.face_render``, appearance drawing in ``pipeline.data.face_render_params``.
+turned with the detector's eye line shows it: roll levels the eyes on screen, up to a small tilt. Neck
+and shoulders follow the head's yaw and roll by a random 0-40 % (never its pitch), as a body does; they
+are context, not the label. The ray-caster lives in ``pipeline.data.face_render``, appearance drawing in
+``pipeline.data.face_render_params``.
 
 Pose convention (degrees; the one drawn by Hopenet's ``draw_axis`` for 300W-LP / AFLW2000)
 --------------------------------------------------------------------------------------------

@@ -313,7 +313,7 @@ def real_photos_section(run: Run, figs: list[Figure]) -> Section | None:
                 continue
             rows.append([model, name, ", ".join(num(v) for v in m["pose"]), m["roll_slope"], m["roll_r2"],
                          m["yaw_drift"], m["pitch_drift"], m["mirror_error"],
-                         "-" if m["yaw_drift"] is None else "yes" if m["passes"] else "no"])
+                         contract.photo_verdict(m["passes"], m["yaw_drift"] is None)])
     s.blocks.append(Table("real_photos", PHOTO_COLS, rows, "ref_eye_line: roll read off the detector's eye "
                           "keypoints, what a roll that follows the face scores (it has no yaw or pitch)"))
     figs.append(Figure("real_photos", png, "the real photos' crops with the int8 model's predicted axes"))
