@@ -9,6 +9,7 @@ included) and mapped to distributions with ``importlib.metadata.packages_distrib
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import sys
@@ -76,9 +77,15 @@ def imported_modules(folders: tuple[str, ...]) -> dict[str, set[str]]:
     return found
 
 
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    # a scan of every installed distribution's file list (seconds): once per test session, not per module
+    return importlib.metadata.packages_distributions()
+
+
 def distributions_of(module: str) -> set[str]:
     """Distributions that install the top-level ``module`` (empty when none is installed)."""
-    return {_canon(d) for d in importlib.metadata.packages_distributions().get(module, [])}
+    return {_canon(d) for d in _packages_distributions().get(module, [])}
 
 
 def requirement_closure(roots: set[str]) -> set[str]:
