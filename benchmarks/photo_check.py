@@ -16,6 +16,14 @@ Where the crop spec turns crops with the eye line (``rotate: eye_line``) each cr
 every prediction is turned back into its frame (``in_frame``) before it is scored, as ``predict`` and
 the app do.
 
+Two inference-time levers can be measured here without retraining (``python -m benchmarks.real_faces
+RUN --redetect --mirror-average``; docs/real-faces.md has their figures): ``redetect`` runs the detector a
+second time on the photo turned level by the first detection's eye line (``relevel``), because
+BlazeFace's boxes shrink by up to a sixth on a face turned 40 degrees and its eye keypoints stray by
+up to 12 degrees there, while on a level face it frames as on the training renders;
+``mirror_averaged`` averages a model's reading of a crop with the mirrored reading of the crop mirrored,
+which makes the model itself mirror-symmetric (what is left of the mirror error is the detector's).
+
 ``check`` runs every photo through one ``predict`` (uint8 crops (N, size, size, 3) RGB -> (N, 3)
 degrees (yaw, pitch, roll)), tests each against ``TARGETS`` and aggregates: worst and mean over photos.
 """
@@ -27,7 +35,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from pipeline.data.transforms import frame_pose, mirror_image, mirror_pose, rotate_image, rotate_pose
+from pipeline.data.transforms import (
+    frame_pose,
+    mirror_image,
+    mirror_pose,
+    rotate_image,
+    rotate_points,
+    rotate_pose,
+)
 from pipeline.faces import photos as photo_set
 from pipeline.faces.crop import CropSpec, crop_angle, crop_pixels
 from pipeline.faces.detector import Detection, detect
@@ -48,24 +63,47 @@ def _nearest(found: list[Detection], centre: np.ndarray) -> Detection | None:
     return min(found, key=lambda d: float(np.linalg.norm(_centre(d.box) - centre)), default=None)
 
 
-def crops_for(image: np.ndarray, spec: CropSpec, sweep: Sequence[float] = SWEEP) -> dict:
+def relevel(image: np.ndarray, det: Detection) -> Detection | None:
+    """The face of ``det`` detected again on ``image`` turned level by ``det``'s eye line (about its
+    box centre), mapped back into ``image``: keypoints turned back, box = the second box's side around
+    its centre turned back (the crop spec reads only a box's centre and longer side). None when the
+    second pass finds no face."""
+    kp = np.asarray(det.keypoints, np.float64)
+    angle = float(np.degrees(np.arctan2(kp[1, 1] - kp[0, 1], kp[1, 0] - kp[0, 0])))
+    centre = _centre(det.box)
+    again = _nearest(detect(rotate_image(image, -angle, tuple(centre))), centre)
+    if again is None:
+        return None
+    # a point p of the levelled image lies at p turned clockwise by angle about centre in image
+    cx, cy = rotate_points(_centre(again.box), angle, tuple(centre))
+    half = again.size / 2.0
+    return Detection((cx - half, cy - half, cx + half, cy + half), again.score,
+                     rotate_points(again.keypoints, angle, tuple(centre)))
+
+
+def crops_for(image: np.ndarray, spec: CropSpec, sweep: Sequence[float] = SWEEP, redetect: bool = False) -> dict:
     """The crops a model sees for one photo: ``sweep`` crops (None where no face was found), the
     original's and the mirror's, each with the angle its crop turned (``angles``: original, sweep...,
     mirror; 0 unless the spec turns crops with the eye line); or ``{"error": ...}`` when the original
-    shows no face."""
-    found = detect(image)
-    if not found:
+    shows no face. ``redetect``: every face found is detected again level (``relevel``)."""
+
+    def find(img: np.ndarray, near: np.ndarray | None) -> Detection | None:
+        found = detect(img)
+        det = (found[0] if found else None) if near is None else _nearest(found, near)
+        return relevel(img, det) if redetect and det is not None else det
+
+    face = find(image, None)
+    if face is None:
         return {"error": "no face detected"}
-    face = found[0]
     centre = _centre(face.box)
     sweep_crops, angles = [], [crop_angle(spec, face.keypoints)]
     for t in sweep:
         turned = rotate_image(image, t, tuple(centre))
-        det = _nearest(detect(turned), centre)
+        det = find(turned, centre)
         sweep_crops.append(None if det is None else crop_pixels(turned, det.box, spec, det.keypoints))
         angles.append(None if det is None else crop_angle(spec, det.keypoints))
     mirrored = mirror_image(image)
-    det_m = _nearest(detect(mirrored), np.array([image.shape[1] - centre[0], centre[1]]))
+    det_m = find(mirrored, np.array([image.shape[1] - centre[0], centre[1]]))
     angles.append(None if det_m is None else crop_angle(spec, det_m.keypoints))
     return {"box": [round(v, 1) for v in face.box], "score": round(face.score, 3),
             "original": crop_pixels(image, face.box, spec, face.keypoints), "sweep": sweep_crops,
@@ -85,6 +123,19 @@ def in_frame(pred: np.ndarray, angles: Sequence[float]) -> np.ndarray:
             out[i] = frame_pose(np.nan_to_num(out[i]), a)
             out[i, missing] = np.nan
     return out
+
+
+def mirror_averaged(predict: Predict) -> Predict:
+    """A predictor that averages a model's reading of each crop with the mirrored (``mirror_pose``)
+    reading of the crop mirrored: mirror-equivariant by construction, at twice the model's cost."""
+
+    def averaged(crops: np.ndarray) -> np.ndarray:
+        crops = np.asarray(crops)
+        plain = np.asarray(predict(crops), np.float64)
+        flipped = np.asarray(predict(np.ascontiguousarray(crops[:, :, ::-1])), np.float64)
+        return (plain + mirror_pose(flipped)) / 2.0
+
+    return averaged
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -172,10 +223,10 @@ def eye_line_roll(crops: np.ndarray) -> np.ndarray:
     return out
 
 
-def photo_crops(spec: CropSpec, names: Sequence[str] = photo_set.NAMES, sweep: Sequence[float] = SWEEP
-                ) -> dict[str, dict]:
+def photo_crops(spec: CropSpec, names: Sequence[str] = photo_set.NAMES, sweep: Sequence[float] = SWEEP,
+                redetect: bool = False) -> dict[str, dict]:
     """``crops_for`` of every shipped photo: detection and cropping, once for all models."""
-    return {name: crops_for(photo_set.load(name), spec, sweep) for name in names}
+    return {name: crops_for(photo_set.load(name), spec, sweep, redetect) for name in names}
 
 
 def check(predicts: dict[str, Predict], spec: CropSpec, names: Sequence[str] = photo_set.NAMES,

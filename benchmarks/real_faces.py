@@ -25,7 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.photo_check import METRICS, TARGETS, Predict, check, eye_line_roll, photo_crops
+from benchmarks.photo_check import (
+    METRICS,
+    TARGETS,
+    Predict,
+    check,
+    eye_line_roll,
+    mirror_averaged,
+    photo_crops,
+)
 from exporters.formats import SHIPPED_FORMAT
 from pipeline import contract
 from pipeline.faces.crop import CropSpec, normalize, tensor_spec
@@ -143,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the full result here")
     ap.add_argument("--scale", type=float, help="crop side over the detector box's longer side")
     ap.add_argument("--shift-y", type=float, help="crop centre moved down by this fraction of the crop side")
+    ap.add_argument("--redetect", action="store_true",
+                    help="detect each face a second time on the photo turned level by its eye line")
+    ap.add_argument("--mirror-average", action="store_true",
+                    help="average each model's reading of a crop with its mirrored reading of the crop mirrored")
     args = ap.parse_args(argv)
     try:
         base = None
@@ -154,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, contract.ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = check(predicts, spec)
-    result["run"] = str(args.run_dir)
+    if args.mirror_average:  # the eye-line reference reads keypoints, not pixels: it stays as it is
+        predicts = {k: p if k == "ref_eye_line" else mirror_averaged(p) for k, p in predicts.items()}
+    result = check(predicts, spec, crops=photo_crops(spec, redetect=args.redetect))
+    result.update(run=str(args.run_dir), redetect=args.redetect, mirror_average=args.mirror_average)
     print(table(result))
     if args.json:
         atomic_write_json(args.json, result)

@@ -29,7 +29,7 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 
-from benchmarks.photo_check import METRICS, check
+from benchmarks.photo_check import METRICS, check, mirror_averaged
 from benchmarks.real_faces import table
 from pipeline.data.convention import POSE_MIRROR
 from pipeline.data.synthetic_faces import SyntheticFacesConfig, render_faces, sample_poses
@@ -101,17 +101,6 @@ def train(cfg: SyntheticFacesConfig, n: int, epochs: int, seed: int = 11, batch:
     with torch.no_grad():
         maes = [float(np.abs(model(inputs(test_x))[0].numpy() - test_poses).mean()) for test_poses, test_x in tests]
     return model, *maes
-
-
-def mirror_averaged(predict):
-    """A predictor that averages a model's reading of each crop with the mirrored reading of its mirror:
-    mirror-equivariant by construction."""
-    signs = np.asarray(POSE_MIRROR)
-
-    def avg(crops: np.ndarray) -> np.ndarray:
-        return (np.asarray(predict(crops)) + np.asarray(predict(np.ascontiguousarray(crops[:, :, ::-1]))) * signs) / 2
-
-    return avg
 
 
 def medians(result: dict) -> str:

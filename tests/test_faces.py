@@ -270,12 +270,60 @@ def test_photo_check_follows_a_real_face_turning() -> None:
     assert contract.photo_verdict(True, False) == "yes" and contract.photo_verdict(False, False) == "no"
 
 
+def test_mirror_averaging_makes_a_lopsided_model_mirror_symmetric() -> None:
+    """A model that reads only the left half of a crop answers a mirrored crop differently; averaged
+    with its mirrored reading of the mirrored crop it answers exactly the mirrored pose."""
+
+    def lopsided(crops: np.ndarray) -> np.ndarray:
+        left = crops[:, :, : crops.shape[2] // 2].astype(np.float64).mean(axis=(1, 2))
+        return np.stack([left[:, 0] - 100, left[:, 1] / 3, left[:, 2] - left[:, 0]], 1)
+
+    crops = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+    assert np.abs(lopsided(mirrored) - mirror_pose(lopsided(crops))).max() > 1.0
+    avg = photo_check.mirror_averaged(lopsided)
+    np.testing.assert_allclose(avg(mirrored), mirror_pose(avg(crops)), atol=1e-4)
+
+
+def test_relevel_frames_a_turned_face_as_an_upright_one() -> None:
+    """BlazeFace's box shrinks on a face turned 40 degrees; detected again on the photo turned level,
+    the face gets its upright box side back and an eye line that follows the turn."""
+    image = photos.load("hopper")
+    upright = detector.detect(image)[0]
+    centre = photo_check._centre(upright.box)
+    turned = rotate_image(image, 40.0, tuple(centre))
+    once = photo_check._nearest(detector.detect(turned), centre)
+    again = photo_check.relevel(turned, once)
+    assert once.size / upright.size < 0.9  # the problem: a tighter box, so a tighter crop
+    assert abs(again.size / upright.size - 1.0) < 0.08, (again.size, upright.size)
+    assert np.linalg.norm(photo_check._centre(again.box) - centre) < 0.1 * upright.size
+
+    def eye_angle(det) -> float:
+        (x0, y0), (x1, y1) = det.keypoints[0], det.keypoints[1]
+        return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
+
+    assert abs(eye_angle(again) - eye_angle(upright) - 40.0) < 5.0
+
+
 def test_real_faces_benchmark_names_a_missing_run(tmp_path, capsys) -> None:
     from benchmarks import real_faces
 
     assert real_faces.main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "(no summary.json)" in err and "python -m pipeline run" in err
+
+
+def test_real_faces_benchmark_measures_the_inference_levers_on_a_run(smoke_run, tmp_path, capsys) -> None:
+    from benchmarks import real_faces
+
+    out = tmp_path / "levers.json"
+    assert real_faces.main([str(smoke_run[0] / "smoke"), "--redetect", "--mirror-average", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["redetect"] and r["mirror_average"]
+    assert set(r["models"]) == {"student_float", "tflite_int8", "teacher", "ref_eye_line"}
+    for model in r["models"].values():  # every photo found again level at every angle, and scored
+        assert all(m.get("angles_detected") == len(photo_check.SWEEP) for m in model["photos"].values()), model
+    assert "tflite_int8" in capsys.readouterr().out
 
 
 def test_sim_to_real_trains_on_textured_renders_and_scores_real_photos(tmp_path) -> None:
