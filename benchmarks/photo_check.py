@@ -44,7 +44,7 @@ from pipeline.data.transforms import (
     rotate_pose,
 )
 from pipeline.faces import photos as photo_set
-from pipeline.faces.crop import CropSpec, crop_angle, crop_pixels
+from pipeline.faces.crop import CropSpec, crop_angle, crop_pixels, eye_line
 from pipeline.faces.detector import Detection, detect
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -68,8 +68,8 @@ def relevel(image: np.ndarray, det: Detection) -> Detection | None:
     box centre), mapped back into ``image``: keypoints turned back, box = the second box's side around
     its centre turned back (the crop spec reads only a box's centre and longer side). None when the
     second pass finds no face."""
-    kp = np.asarray(det.keypoints, np.float64)
-    angle = float(np.degrees(np.arctan2(kp[1, 1] - kp[0, 1], kp[1, 0] - kp[0, 0])))
+    cos, sin = eye_line(det.keypoints)
+    angle = float(np.degrees(np.arctan2(sin, cos)))
     centre = _centre(det.box)
     again = _nearest(detect(rotate_image(image, -angle, tuple(centre))), centre)
     if again is None:
