@@ -83,8 +83,11 @@ def rotate_image(image: np.ndarray, t_deg: float, centre: tuple[float, float] | 
     ax, ay = (src[..., 0] - x0)[..., None], (src[..., 1] - y0)[..., None]
     xa, xb = np.clip(x0.astype(int), 0, pw - 1), np.clip(x0.astype(int) + 1, 0, pw - 1)
     ya, yb = np.clip(y0.astype(int), 0, ph - 1), np.clip(y0.astype(int) + 1, 0, ph - 1)
-    p = pad.astype(np.float64)
-    v = (1 - ay) * ((1 - ax) * p[ya, xa] + ax * p[ya, xb]) + ay * ((1 - ax) * p[yb, xa] + ax * p[yb, xb])
+    # gather the four neighbours as uint8, then widen: the same float64 values, an eighth of the memory moved
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return pad[yy, xx].astype(np.float64)
+
+    v = (1 - ay) * ((1 - ax) * at(ya, xa) + ax * at(ya, xb)) + ay * ((1 - ax) * at(yb, xa) + ax * at(yb, xb))
     return np.clip(np.rint(v), 0, 255).astype(np.uint8)
 
 
