@@ -19,8 +19,8 @@ the app do.
 Two inference-time levers can be measured here without retraining (``python -m benchmarks.real_faces
 RUN --redetect --mirror-average``; docs/real-faces.md has their figures): ``redetect`` runs the detector a
 second time on the photo turned level by the first detection's eye line (``relevel``), because
-BlazeFace's boxes shrink by up to a sixth on a face turned 40 degrees and its eye keypoints stray by
-up to 12 degrees there, while on a level face it frames as on the training renders;
+BlazeFace's box shrinks on a turned face (a tighter crop than the training framing), while on a level
+face it frames as on the training renders;
 ``mirror_averaged`` averages a model's reading of a crop with the mirrored reading of the crop mirrored,
 which makes the model itself mirror-symmetric (what is left of the mirror error is the detector's).
 
@@ -65,7 +65,8 @@ def _nearest(found: list[Detection], centre: np.ndarray) -> Detection | None:
 
 def relevel(image: np.ndarray, det: Detection) -> Detection | None:
     """The face of ``det`` detected again on ``image`` turned level by ``det``'s eye line (about its
-    box centre), mapped back into ``image``: keypoints turned back, box = the second box's side around
+    box centre; a second resample of a sweep photo already turned, which is fine for a measurement and
+    would want composing into one turn in a product path), mapped back into ``image``: keypoints turned back, box = the second box's side around
     its centre turned back (the crop spec reads only a box's centre and longer side). None when the
     second pass finds no face."""
     cos, sin = eye_line(det.keypoints)

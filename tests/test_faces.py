@@ -298,11 +298,8 @@ def test_relevel_frames_a_turned_face_as_an_upright_one() -> None:
     assert abs(again.size / upright.size - 1.0) < 0.08, (again.size, upright.size)
     assert np.linalg.norm(photo_check._centre(again.box) - centre) < 0.1 * upright.size
 
-    def eye_angle(det) -> float:
-        (x0, y0), (x1, y1) = det.keypoints[0], det.keypoints[1]
-        return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
-
-    assert abs(eye_angle(again) - eye_angle(upright) - 40.0) < 5.0
+    level = CropSpec(rotate="eye_line")  # crop_angle: the eye line's angle, the crop spec's own formula
+    assert abs(crop_angle(level, again.keypoints) - crop_angle(level, upright.keypoints) - 40.0) < 5.0
 
 
 def test_real_faces_benchmark_names_a_missing_run(tmp_path, capsys) -> None:
