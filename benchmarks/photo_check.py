@@ -16,13 +16,12 @@ Where the crop spec turns crops with the eye line (``rotate: eye_line``) each cr
 every prediction is turned back into its frame (``in_frame``) before it is scored, as ``predict`` and
 the app do.
 
-Two inference-time levers can be measured here without retraining (``python -m benchmarks.real_faces
-RUN --redetect --mirror-average``; docs/real-faces.md has their figures): ``redetect`` runs the detector a
-second time on the photo turned level by the first detection's eye line (``relevel``), because
-BlazeFace's box shrinks on a turned face (a tighter crop than the training framing), while on a level
-face it frames as on the training renders;
-``mirror_averaged`` averages a model's reading of a crop with the mirrored reading of the crop mirrored,
-which makes the model itself mirror-symmetric (what is left of the mirror error is the detector's).
+Faces are found as the model's crop spec names (``box_source``): by default the detector and its
+second, levelled look at each face (``pipeline.faces.locate``), as ``predict`` finds them.
+``mirror_averaged`` (``python -m benchmarks.real_faces RUN --mirror-average``, a test-time lever;
+docs/real-faces.md has its figures) averages a model's reading of a crop with the mirrored reading of
+the crop mirrored, which makes the model itself mirror-symmetric (what is left of the mirror error is
+the detector's).
 
 ``check`` runs every photo through one ``predict`` (uint8 crops (N, size, size, 3) RGB -> (N, 3)
 degrees (yaw, pitch, roll)), tests each against ``TARGETS`` and aggregates: worst and mean over photos.
@@ -40,12 +39,12 @@ from pipeline.data.transforms import (
     mirror_image,
     mirror_pose,
     rotate_image,
-    rotate_points,
     rotate_pose,
 )
 from pipeline.faces import photos as photo_set
-from pipeline.faces.crop import CropSpec, crop_angle, crop_pixels, eye_line
+from pipeline.faces.crop import CropSpec, crop_angle, crop_pixels
 from pipeline.faces.detector import Detection, detect
+from pipeline.faces.locate import locator
 
 Predict = Callable[[np.ndarray], np.ndarray]
 SWEEP = tuple(float(t) for t in range(-40, 41, 10))
@@ -63,35 +62,17 @@ def _nearest(found: list[Detection], centre: np.ndarray) -> Detection | None:
     return min(found, key=lambda d: float(np.linalg.norm(_centre(d.box) - centre)), default=None)
 
 
-def relevel(image: np.ndarray, det: Detection) -> Detection | None:
-    """The face of ``det`` detected again on ``image`` turned level by ``det``'s eye line (about its
-    box centre; a second resample of a sweep photo already turned, which is fine for a measurement and
-    would want composing into one turn in a product path), mapped back into ``image``: keypoints turned back, box = the second box's side around
-    its centre turned back (the crop spec reads only a box's centre and longer side). None when the
-    second pass finds no face."""
-    cos, sin = eye_line(det.keypoints)
-    angle = float(np.degrees(np.arctan2(sin, cos)))
-    centre = _centre(det.box)
-    again = _nearest(detect(rotate_image(image, -angle, tuple(centre))), centre)
-    if again is None:
-        return None
-    # a point p of the levelled image lies at p turned clockwise by angle about centre in image
-    cx, cy = rotate_points(_centre(again.box), angle, tuple(centre))
-    half = again.size / 2.0
-    return Detection((cx - half, cy - half, cx + half, cy + half), again.score,
-                     rotate_points(again.keypoints, angle, tuple(centre)))
-
-
-def crops_for(image: np.ndarray, spec: CropSpec, sweep: Sequence[float] = SWEEP, redetect: bool = False) -> dict:
+def crops_for(image: np.ndarray, spec: CropSpec, sweep: Sequence[float] = SWEEP) -> dict:
     """The crops a model sees for one photo: ``sweep`` crops (None where no face was found), the
     original's and the mirror's, each with the angle its crop turned (``angles``: original, sweep...,
     mirror; 0 unless the spec turns crops with the eye line); or ``{"error": ...}`` when the original
-    shows no face. ``redetect``: every face found is detected again level (``relevel``)."""
+    shows no face. Faces are found as the spec's ``box_source`` says (``pipeline.faces.locate.locator``)."""
+
+    draw_boxes = locator(spec.box_source)
 
     def find(img: np.ndarray, near: np.ndarray | None) -> Detection | None:
-        found = detect(img)
-        det = (found[0] if found else None) if near is None else _nearest(found, near)
-        return relevel(img, det) if redetect and det is not None else det
+        found = draw_boxes(img)
+        return (found[0] if found else None) if near is None else _nearest(found, near)
 
     face = find(image, None)
     if face is None:
@@ -224,10 +205,10 @@ def eye_line_roll(crops: np.ndarray) -> np.ndarray:
     return out
 
 
-def photo_crops(spec: CropSpec, names: Sequence[str] = photo_set.NAMES, sweep: Sequence[float] = SWEEP,
-                redetect: bool = False) -> dict[str, dict]:
+def photo_crops(spec: CropSpec, names: Sequence[str] = photo_set.NAMES, sweep: Sequence[float] = SWEEP
+                ) -> dict[str, dict]:
     """``crops_for`` of every shipped photo: detection and cropping, once for all models."""
-    return {name: crops_for(photo_set.load(name), spec, sweep, redetect) for name in names}
+    return {name: crops_for(photo_set.load(name), spec, sweep) for name in names}
 
 
 def check(predicts: dict[str, Predict], spec: CropSpec, names: Sequence[str] = photo_set.NAMES,

@@ -5,13 +5,16 @@ the label-change tests of benchmarks/photo_check.py: roll slope and R^2 over a +
 in-plane sweep, yaw / pitch drift, mirror error; per photo and in aggregate, against the targets.
 
     python -m benchmarks.real_faces runs/face_pose [--json out.json] [--scale S] [--shift-y D]
+        [--box-source blazeface_short_range | blazeface_short_range_second_look] [--mirror-average]
 
 A reference row, ``ref_eye_line``, reads roll off the detector's own eye keypoints on each crop (no
 yaw or pitch): it shows what the sweep and the crops allow a roll estimate that follows the face.
 
 The run folder needs complete distill, teacher and export stages (its summary.json names them).
 The crop spec is the run's own (``input.crop`` of the int8 TFLite's model_meta.json, which export
-writes from the data source's framing); --scale / --shift-y override its framing.
+writes from the data source's framing); --scale / --shift-y / --box-source override its framing (a run
+exported before the detector's second look measures both ways: its own spec, and
+``--box-source blazeface_short_range_second_look --scale 1.86 --shift-y -0.021``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from benchmarks.photo_check import (
 )
 from exporters.formats import SHIPPED_FORMAT
 from pipeline import contract
-from pipeline.faces.crop import CropSpec, normalize, tensor_spec
+from pipeline.faces.crop import CropSpec, normalize
+from pipeline.faces.detector import DETECTOR_NAME
+from pipeline.faces.locate import BOX_SOURCE
 from pipeline.predict.model import POSE, open_model
 from pipeline.runs import UserError, atomic_write_json
 
@@ -58,8 +63,9 @@ def torch_predict(model: torch.nn.Module, spec: CropSpec, names: list[str]) -> P
     return predict
 
 
-def models_of(stages: dict[str, Path], spec: CropSpec | None = None) -> tuple[dict[str, Predict], CropSpec]:
-    """The three predictors of a run (its complete stage folders by name) and its crop spec."""
+def models_of(stages: dict[str, Path], framing: dict | None = None) -> tuple[dict[str, Predict], CropSpec]:
+    """The three predictors of a run (its complete stage folders by name) and its crop spec: the run's own
+    (model_meta.json ``input.crop``) with ``framing`` (e.g. ``{"scale": 1.9}``) put over it."""
     for need in ("distill", "teacher", "export"):
         if need not in stages:
             raise FileNotFoundError(f"the run has no complete {need} stage: run the pipeline through export first")
@@ -71,10 +77,8 @@ def models_of(stages: dict[str, Path], spec: CropSpec | None = None) -> tuple[di
     except UserError as exc:
         raise ValueError(str(exc)) from None
     meta = shipped.meta
-    # the run's own framing (model_meta.json input.crop) unless the caller gives one (runs exported before
-    # export wrote it); the tensor half from the meta, NCHW for the torch models
-    spec = (CropSpec.from_meta(meta) if spec is None else replace(spec, **tensor_spec(meta)))
-    spec = replace(spec, layout="NCHW")
+    # NCHW for the torch models; the shipped artifact reads its own layout from its meta
+    spec = replace(CropSpec.from_meta(meta), **(framing or {}), layout="NCHW")
     names = list(meta["outputs"][0]["names"])
     predicts = {"student_float": torch_predict(contract.load_student(stages["distill"]), spec, names),
                 # one crop at a time: the artifact has a fixed batch of 1
@@ -108,9 +112,9 @@ def grid_png(result: dict, crops: dict[str, dict], model: str = SHIPPED_FORMAT, 
     return buf.getvalue()
 
 
-def run_check(stages: dict[str, Path], spec: CropSpec | None = None) -> tuple[dict, bytes]:
+def run_check(stages: dict[str, Path]) -> tuple[dict, bytes]:
     """The check on a run's stage folders: (result, PNG of the photos under the shipped int8 model)."""
-    predicts, spec = models_of(stages, spec)
+    predicts, spec = models_of(stages)
     crops = photo_crops(spec)
     result = check(predicts, spec, crops=crops)
     return result, grid_png(result, crops)
@@ -151,25 +155,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the full result here")
     ap.add_argument("--scale", type=float, help="crop side over the detector box's longer side")
     ap.add_argument("--shift-y", type=float, help="crop centre moved down by this fraction of the crop side")
-    ap.add_argument("--redetect", action="store_true",
-                    help="detect each face a second time on the photo turned level by its eye line")
+    ap.add_argument("--box-source", choices=(BOX_SOURCE, DETECTOR_NAME),
+                    help="how faces are found: with the detector's second, levelled look, or one detection")
     ap.add_argument("--mirror-average", action="store_true",
                     help="average each model's reading of a crop with its mirrored reading of the crop mirrored")
     args = ap.parse_args(argv)
     try:
-        base = None
-        if args.scale is not None or args.shift_y is not None:
-            base = CropSpec()
-            base = replace(base, scale=args.scale if args.scale is not None else base.scale,
-                           shift_y=args.shift_y if args.shift_y is not None else base.shift_y)
-        predicts, spec = models_of(contract.Run.open(args.run_dir).dirs, base)
+        framing = {k: v for k, v in (("scale", args.scale), ("shift_y", args.shift_y),
+                                     ("box_source", args.box_source)) if v is not None}
+        predicts, spec = models_of(contract.Run.open(args.run_dir).dirs, framing)
     except (FileNotFoundError, ValueError, contract.ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.mirror_average:  # the eye-line reference reads keypoints, not pixels: it stays as it is
         predicts = {k: p if k == "ref_eye_line" else mirror_averaged(p) for k, p in predicts.items()}
-    result = check(predicts, spec, crops=photo_crops(spec, redetect=args.redetect))
-    result.update(run=str(args.run_dir), redetect=args.redetect, mirror_average=args.mirror_average)
+    result = check(predicts, spec, crops=photo_crops(spec))
+    result.update(run=str(args.run_dir), mirror_average=args.mirror_average)
     print(table(result))
     if args.json:
         atomic_write_json(args.json, result)

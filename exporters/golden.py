@@ -191,18 +191,17 @@ def photo_frames(spec: faces_crop.CropSpec) -> list[dict]:
     """PHOTOS downscaled to PHOTO_SIDE, the detector's best box, and the window of the photo the crop reads."""
     from PIL import Image
 
-    from pipeline.faces import detector, photos
+    from pipeline.faces import photos
+    from pipeline.faces.locate import locator
 
-    if spec.box_source != "blazeface_short_range":
-        raise ValueError(f"the model's crop spec is measured on {spec.box_source!r} boxes, but the goldens' "
-                         "photos are boxed by the shipped BlazeFace short-range detector; re-export with its framing")
+    find = locator(spec.box_source)  # the goldens' photos are boxed as the model's spec says
     frames = []
     for name in PHOTOS:
         full = photos.load(name)
         k = PHOTO_SIDE / max(full.shape[:2])
         size = (round(full.shape[1] * k), round(full.shape[0] * k))
         rgb = np.asarray(Image.fromarray(full).resize(size, Image.Resampling.BILINEAR, reducing_gap=None))
-        found = detector.detect(rgb)
+        found = find(rgb)
         if not found:
             raise ValueError(f"the detector finds no face in photo {name!r} at {size}; raise PHOTO_SIDE")
         best = found[0]
@@ -216,7 +215,7 @@ def photo_frames(spec: faces_crop.CropSpec) -> list[dict]:
         b = best.box
         frames.append({"name": f"photo_{name}", "kind": "photo", "width": x1 - x0, "height": y1 - y0,
                        "pose": None, "box": [b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0],
-                       "box_from": f"detector blazeface_short_range, score {best.score:.3f}",
+                       "box_from": f"detector {spec.box_source}, score {best.score:.3f}",
                        "eyes": (best.keypoints[:2] - np.array([x0, y0], np.float64)).tolist(),
                        "rgb": np.ascontiguousarray(rgb[y0:y1, x0:x1])})
     return frames

@@ -26,7 +26,7 @@ from pipeline.cli import main
 from pipeline.data.transforms import frame_pose
 from pipeline.faces import photos, smoothing
 from pipeline.faces.crop import CropSpec, crop_angle, crop_pixels, normalize
-from pipeline.faces.detector import detect
+from pipeline.faces.locate import BOX_SOURCE, locator
 from pipeline.faces.smoothing import PoseSmoother
 from pipeline.predict.media import count_frames
 from pipeline.predict.run import COLUMNS, Tracks
@@ -51,6 +51,7 @@ def _reference(artifact: Path, rgb: np.ndarray) -> list[tuple[tuple, np.ndarray]
 
     meta = json.loads((artifact.parent / META_FILE).read_text())
     spec = CropSpec.from_meta(meta)
+    assert spec.box_source == BOX_SOURCE  # export names the detector's second look
     session = open_runtime("tflite_int8", artifact, 1)
     names = meta["outputs"][0]["names"]
     idx = [names.index(n) for n in ("yaw", "pitch", "roll")]
@@ -61,7 +62,7 @@ def _reference(artifact: Path, rgb: np.ndarray) -> list[tuple[tuple, np.ndarray]
 
     # a crop turned with the eye line reads the pose on the turned crop: turned back into the frame
     return [(d.box, frame_pose(run(crop_pixels(rgb, d.box, spec, d.keypoints)), crop_angle(spec, d.keypoints)))
-            for d in detect(rgb)]
+            for d in locator(spec.box_source)(rgb)]
 
 
 def _csv(path: Path) -> list[dict]:

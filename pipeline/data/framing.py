@@ -28,7 +28,8 @@ from pipeline.data.synthetic_faces import (
     sample_poses,
 )
 from pipeline.faces import photos
-from pipeline.faces.detector import box_geometry, detect
+from pipeline.faces.detector import box_geometry
+from pipeline.faces.locate import locate
 
 # Pose ranges of the two measured sets: faces a phone app meets most (near frontal) and the training ranges.
 POSE_SETS = {"near_frontal": dict(yaw_range=30.0, pitch_range=20.0, roll_range=20.0), "training_ranges": {}}
@@ -54,7 +55,7 @@ def measure_renders(n: int = 200, size: int = 128, seed: int = 7, pose_set: str 
     pad = size // 2
     scale, shift, kp_err, ratio, ratio_det = [], [], [], [], []
     for i, im in enumerate(images):
-        found = detect(np.pad(im, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
+        found = locate(np.pad(im, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
         if not found:
             continue
         det = found[0]
@@ -76,7 +77,7 @@ def measure_photos() -> dict:
     """Box side over the detector's own eye-to-mouth distance on each shipped real photo."""
     out = {}
     for name in photos.NAMES:
-        found = detect(photos.load(name))
+        found = locate(photos.load(name))
         out[name] = round(found[0].size / _eye_mouth(found[0].keypoints), 3) if found else None
     return out
 
@@ -89,7 +90,7 @@ def measure_box_geometry() -> dict:
     rows = []
     for face in photos.lfw_faces():
         big = np.asarray(Image.fromarray(face).resize((100, 100), Image.BICUBIC))
-        found = detect(np.pad(np.repeat(big[..., None], 3, 2), ((50, 50), (50, 50), (0, 0)), mode="edge"))
+        found = locate(np.pad(np.repeat(big[..., None], 3, 2), ((50, 50), (50, 50), (0, 0)), mode="edge"))
         if found:
             rows.append(box_geometry(found[0]))
     q = np.percentile(np.array(rows), [25, 50, 75], axis=0).round(3)

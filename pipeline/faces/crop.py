@@ -35,13 +35,14 @@ DEFAULT_SIZE = 64
 @dataclass(frozen=True)
 class CropSpec:
     """From detector box to model input. Defaults: the framing of the synthetic training renders as
-    BlazeFace short-range boxes see them (``python -m pipeline.data.framing``: medians over 200
-    near-frontal renders, scale 2.01, shift_y -0.026, IQR 1.95-2.09 and -0.047-0.001), the app's edge
+    BlazeFace short-range boxes after their second look see them (``pipeline.faces.locate``; ``python -m
+    pipeline.data.framing``: medians over 200 near-frontal renders, scale 1.86, shift_y -0.021, IQR
+    1.80-1.93 and -0.042-0.007; a single detection's boxes would want 2.01 and -0.026), the app's edge
     padding, and the exported models' input contract (RGB in [0, 1], mean 0, std 1, NCHW)."""
 
-    box_source: str = "blazeface_short_range"
-    scale: float = 2.01
-    shift_y: float = -0.026
+    box_source: str = "blazeface_short_range_second_look"  # pipeline.faces.locate.BOX_SOURCE
+    scale: float = 1.86
+    shift_y: float = -0.021
     padding: str = "edge"
     rotate: str = "none"
     size: int = DEFAULT_SIZE  # the model's input side; users set it from the model

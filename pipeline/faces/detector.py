@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.faces.crop import crop_resize
+
 MODEL_PATH = Path(__file__).with_name("face_detection_short_range.tflite")
 MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
 DETECTOR_NAME = "blazeface_short_range"
@@ -45,14 +47,15 @@ _ANCHORS_PER_LAYER = 2  # aspect ratio 1.0 plus the interpolated scale
 MIN_SCORE = 0.5
 NMS_IOU = 0.3
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
-# Where this detector puts its (axis-aligned, square) box relative to its own eye and mouth keypoints:
+# Where this detector, with its second look (pipeline.faces.locate, the crop spec's box source), puts
+# its (axis-aligned, square) box relative to its own eye and mouth keypoints:
 # side = BOX_SIDE_OVER_EYE_MOUTH x the distance from the eyes' midpoint to the mouth, centre at
 # BOX_CENTRE_ALONG_EYE_MOUTH of the way from the eyes' midpoint to the mouth. Medians over the 95 of
-# scikit-image's 100 LFW faces it finds (middle half 2.18-2.23 and 0.44-0.53; the shipped photos
-# 2.23-2.56 and 0.44-0.64): ``python -m pipeline.data.framing`` prints them. A dataset that comes with
+# scikit-image's 100 LFW faces it finds (middle half 2.17-2.22 and 0.44-0.55; side on the shipped photos
+# 2.18-2.21, on the renders 2.21): ``python -m pipeline.data.framing`` prints them. A dataset that comes with
 # eye and mouth landmarks but no detector boxes (300W-LP, AFLW2000) is framed through
 # :func:`box_from_landmarks`, so its crops follow the same crop spec as a detected face's.
-BOX_SIDE_OVER_EYE_MOUTH = 2.20
+BOX_SIDE_OVER_EYE_MOUTH = 2.18
 BOX_CENTRE_ALONG_EYE_MOUTH = 0.49
 
 
@@ -123,8 +126,6 @@ def _letterbox(rgb: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     sampling the source at j * side / 128 (no half-pixel centring), bilinear, no anti-aliasing, black
     outside. Sampling at pixel centres instead moves boxes by 1-5 % of their side against MediaPipe's;
     this way they agree to 0.01 px (tests/test_faces.py holds MediaPipe 0.10.21's own boxes)."""
-    from pipeline.faces.crop import crop_resize
-
     h, w = rgb.shape[:2]
     side = float(max(h, w))
     pad_x, pad_y = (side - w) / 2.0, (side - h) / 2.0

@@ -23,6 +23,7 @@ from exporters.metadata import META_FILE
 from exporters.runtimes import Session, open_runtime
 from pipeline import contract
 from pipeline.faces.crop import CropSpec, normalize
+from pipeline.faces.locate import locator
 from pipeline.runs import UserError
 
 POSE = ("yaw", "pitch", "roll")
@@ -134,6 +135,7 @@ def open_model(model: str | Path = DEFAULT_MODEL, threads: int = 1) -> PoseModel
                         "give the artifact with the model_meta.json export wrote beside it")
     try:
         spec = CropSpec.from_meta(meta)
+        locator(spec.box_source)  # a box source this package cannot draw fails here, not on every frame
     except (ValueError, KeyError) as exc:
         raise UserError(f"--model {artifact}: {exc}") from None
     names = list(meta["outputs"][0].get("names") or [])

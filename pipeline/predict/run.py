@@ -1,6 +1,7 @@
 """The predict loop: every face of every frame, through the detector, the crop spec and the model.
 
-Per frame: the shipped face detector (``pipeline.faces.detector.detect``) finds every face; each is
+Per frame: the shipped face detector finds every face, as the model's crop spec names
+(``pipeline.faces.locate.locator``: a second, levelled look at each face by default); each is
 cropped by the model's own crop spec (``crop_pixels``) and run through the artifact (``PoseModel``).
 One row per face, or one row for a frame without a face or an input that could not be read (its
 ``error`` column says why); nothing stops the loop but a bad model or a SOURCE that names nothing.
@@ -27,7 +28,8 @@ from tqdm import tqdm
 
 from pipeline.data.transforms import frame_pose
 from pipeline.faces.crop import crop_angle, crop_pixels
-from pipeline.faces.detector import MIN_SCORE, detect
+from pipeline.faces.detector import MIN_SCORE
+from pipeline.faces.locate import locator
 from pipeline.faces.smoothing import PoseSmoother
 from pipeline.predict.media import (
     VideoReader,
@@ -122,7 +124,7 @@ def _frame_rows(model: PoseModel, rgb: np.ndarray, file: str, frame: int, time_s
                 tracks: Tracks | None, min_score: float) -> tuple[list[dict], list]:
     """Rows of one frame, and (box, pose to draw) per face."""
     t0 = time.perf_counter()
-    faces = detect(rgb, min_score)
+    faces = locator(model.spec.box_source)(rgb, min_score)
     detect_ms = _ms(t0)
     if not faces:
         return [_row(file, frame, time_s, detect_ms=detect_ms, error=NO_FACE)], []
