@@ -29,13 +29,16 @@ import numpy as np
 import torch
 
 from benchmarks.photo_check import (
+    CONTROL_RENDERS,
     METRICS,
     TARGETS,
     Predict,
     check,
+    crops_for,
     eye_line_roll,
     mirror_averaged,
     photo_crops,
+    rendered_photos,
 )
 from exporters.formats import SHIPPED_FORMAT
 from pipeline import contract
@@ -117,7 +120,17 @@ def run_check(stages: dict[str, Path]) -> tuple[dict, bytes]:
     predicts, spec = models_of(stages)
     crops = photo_crops(spec)
     result = check(predicts, spec, crops=crops)
+    result["control"] = control(predicts, spec)
     return result, grid_png(result, crops)
+
+
+def control(predicts: dict[str, Predict], spec: CropSpec) -> dict:
+    """The same check on rendered faces (``photo_check.rendered_photos``), where the models are in their own
+    domain: ``{"what", "models": {model: {"photos", "aggregate"}}}``."""
+    crops = {name: crops_for(image, spec) for name, image in rendered_photos().items()}
+    return {"what": f"{CONTROL_RENDERS} near-frontal faces of the training renderer, each in a larger frame, "
+                    "through the same detector, crop spec and label-change tests",
+            "models": check(predicts, spec, crops=crops)["models"]}
 
 
 def headline(result: dict) -> dict:
@@ -128,7 +141,8 @@ def headline(result: dict) -> dict:
 
 
 def table(result: dict) -> str:
-    """Per model and photo: the metrics, then the aggregate's worst values."""
+    """Per model and photo: the metrics, then the aggregate's worst values; then the control's worst values
+    and how many renders pass, per model."""
     cols = ("angles",) + METRICS + ("pass",)
     lines = [f"{'model':<14} {'photo':<15} " + " ".join(f"{c:>12}" for c in cols)]
     for model, r in result["models"].items():
@@ -143,6 +157,14 @@ def table(result: dict) -> str:
         worst = [f"{agg[k]['worst']:>12}" if k in agg else f"{'-':>12}" for k in METRICS]
         lines.append(f"{model:<14} {'WORST':<15} {agg['scored']:>12} " + " ".join(worst)
                      + f" {contract.photo_verdict(agg['passes_all'], 'yaw_drift' not in agg):>12}")
+    if "control" in result:
+        lines.append("control, rendered faces (the models' own domain):")
+        for model, r in result["control"]["models"].items():
+            agg = r["aggregate"]
+            worst = [f"{agg[k]['worst']:>12}" if k in agg else f"{'-':>12}" for k in METRICS]
+            passing = sum(bool(m.get("passes")) for m in r["photos"].values())
+            verdict = "-" if "yaw_drift" not in agg else f"{passing} of {len(r['photos'])}"
+            lines.append(f"{model:<14} {'WORST':<15} {agg['scored']:>12} " + " ".join(worst) + f" {verdict:>12}")
     lines.append(f"targets: roll slope {TARGETS['roll_slope'][0]}-{TARGETS['roll_slope'][1]}, R^2 >= "
                  f"{TARGETS['roll_r2_min']}, yaw/pitch drift <= {TARGETS['drift_max']}, mirror error <= "
                  f"{TARGETS['mirror_error_max']} (degrees), on every photo")
@@ -170,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mirror_average:  # the eye-line reference reads keypoints, not pixels: it stays as it is
         predicts = {k: p if k == "ref_eye_line" else mirror_averaged(p) for k, p in predicts.items()}
     result = check(predicts, spec, crops=photo_crops(spec))
+    result["control"] = control(predicts, spec)
     result.update(run=str(args.run_dir), mirror_average=args.mirror_average)
     print(table(result))
     if args.json:

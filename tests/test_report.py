@@ -101,6 +101,12 @@ def test_report_files_and_inlined_images(report):
     assert len(rows) == sum(len(r["photos"]) for r in checked["models"].values()) > 0
     first = checked["models"]["student_float"]["photos"]["hopper"]
     assert ["student_float", "hopper"] == rows[0][:2] and _equal(rows[0][3], first["roll_slope"])
+    # and its control on rendered faces: one row per model, the worst figures of real_photos.json's control
+    control = page.tables["real_photos_control"]
+    assert [r[0] for r in control[1:]] == list(checked["control"]["models"])
+    worst = checked["control"]["models"]["tflite_int8"]["aggregate"]["yaw_drift"]["worst"]
+    assert control[0][4] == "yaw drift" and _equal(control[2][4], worst)
+    assert control[2][1].endswith("of 6")
 
 
 def test_report_numbers_equal_the_json(report):
