@@ -57,6 +57,7 @@ SWEEP = tuple(float(t) for t in range(-40, 41, 10))
 TARGETS = {"roll_slope": (0.9, 1.1), "roll_r2_min": 0.95, "drift_max": 8.0, "mirror_error_max": 5.0}
 METRICS = ("roll_slope", "roll_r2", "yaw_drift", "pitch_drift", "mirror_error")
 CONTROL_RENDERS = 6
+JITTER = 0.02  # jittered_crops: box moves and scalings, a fraction of its side
 
 
 def _centre(box: Sequence[float]) -> np.ndarray:
@@ -215,6 +216,25 @@ def photo_crops(spec: CropSpec, names: Sequence[str] = photo_set.NAMES, sweep: S
                 ) -> dict[str, dict]:
     """``crops_for`` of every shipped photo: detection and cropping, once for all models."""
     return {name: crops_for(photo_set.load(name), spec, sweep) for name in names}
+
+
+def jittered_crops(image: np.ndarray, spec: CropSpec, step: float = JITTER) -> np.ndarray | None:
+    """The crops of the face ``image`` shows with its box moved by -step, 0, +step of its side in x and y
+    and scaled by 1 - step, 1, 1 + step (27 crops, every one turned by the same eye line): what a model
+    reads of one face as the detector's box wanders by about its own spread. None without a face."""
+    found = locator(spec.box_source)(image)
+    if not found:
+        return None
+    face = found[0]
+    cx, cy = _centre(face.box)
+    out = []
+    for dx in (-step, 0.0, step):
+        for dy in (-step, 0.0, step):
+            for ds in (-step, 0.0, step):
+                half = face.size * (1.0 + ds) / 2.0
+                x, y = cx + dx * face.size, cy + dy * face.size
+                out.append(crop_pixels(image, (x - half, y - half, x + half, y + half), spec, face.keypoints))
+    return np.stack(out)
 
 
 def rendered_photos(n: int = CONTROL_RENDERS, seed: int = 9) -> dict[str, np.ndarray]:

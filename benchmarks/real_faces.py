@@ -30,18 +30,21 @@ import torch
 
 from benchmarks.photo_check import (
     CONTROL_RENDERS,
+    JITTER,
     METRICS,
     TARGETS,
     Predict,
     check,
     crops_for,
     eye_line_roll,
+    jittered_crops,
     mirror_averaged,
     photo_crops,
     rendered_photos,
 )
 from exporters.formats import SHIPPED_FORMAT
 from pipeline import contract
+from pipeline.faces import photos as photo_set
 from pipeline.faces.crop import CropSpec, normalize
 from pipeline.faces.detector import DETECTOR_NAME
 from pipeline.faces.locate import BOX_SOURCE
@@ -133,6 +136,25 @@ def control(predicts: dict[str, Predict], spec: CropSpec) -> dict:
             "models": check(predicts, spec, crops=crops)["models"]}
 
 
+def steadiness(predicts: dict[str, Predict], spec: CropSpec) -> str:
+    """How far each model's reading of one face moves as its box moves and scales by ``JITTER`` of its side
+    (``photo_check.jittered_crops``): per model, on the photos and on the control renders, the median and
+    largest over faces of the range (max - min) of yaw, pitch and roll over the 27 crops."""
+    sets = {"photos": {n: photo_set.load(n) for n in photo_set.NAMES}, "renders": rendered_photos()}
+    crops = {k: [c for c in (jittered_crops(im, spec) for im in images.values()) if c is not None]
+             for k, images in sets.items()}
+    lines = [f"reading range over 27 crops, box moved and scaled by {JITTER:.0%} of its side (yaw / pitch / roll)",
+             f"{'model':<14} {'faces':<8} {'median':>20} {'largest':>20}"]
+    for model, predict in predicts.items():
+        if model == "ref_eye_line":  # it reads the detector, not the crop's pixels
+            continue
+        for k, faces in crops.items():
+            ranges = np.array([np.ptp(np.asarray(predict(c), np.float64), 0) for c in faces])
+            med, top = (" / ".join(f"{v:.1f}" for v in r) for r in (np.median(ranges, 0), ranges.max(0)))
+            lines.append(f"{model:<14} {k:<8} {med:>20} {top:>20}")
+    return "\n".join(lines)
+
+
 def headline(result: dict) -> dict:
     """summary.json's figures: per model, whether every photo passes and the worst value of each metric."""
     return {model: {"passes_all": r["aggregate"]["passes_all"],
@@ -179,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shift-y", type=float, help="crop centre moved down by this fraction of the crop side")
     ap.add_argument("--box-source", choices=(BOX_SOURCE, DETECTOR_NAME),
                     help="how faces are found: with the detector's second, levelled look, or one detection")
+    ap.add_argument("--steadiness", action="store_true", help="also print how far each model's reading moves as "
+                                                               "the box moves and scales by 2 %% of its side")
     ap.add_argument("--mirror-average", action="store_true",
                     help="average each model's reading of a crop with its mirrored reading of the crop mirrored")
     args = ap.parse_args(argv)
@@ -195,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     result["control"] = control(predicts, spec)
     result.update(run=str(args.run_dir), mirror_average=args.mirror_average)
     print(table(result))
+    if args.steadiness:
+        print(steadiness(predicts, spec))
     if args.json:
         atomic_write_json(args.json, result)
     return 0

@@ -68,7 +68,8 @@ def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
     assert 0.9 < photos["ref_eye_line"]["roll_slope"] < 1.1  # the check itself follows a turning face
     checked = json.loads((Path(stages["benchmark"]["dir"]) / "real_photos.json").read_text())
     assert set(checked["models"]["tflite_int8"]["photos"]) == set(photos_module.NAMES)
-    assert len(checked["control"]["models"]["tflite_int8"]["photos"]) == 6  # the rendered control
+    control = checked["control"]["models"]["tflite_int8"]["photos"]  # the rendered control: every face found
+    assert len(control) == 6 and all("error" not in m for m in control.values()), control
     assert "real photos: student_float " in table["benchmark"] and "tflite_int8 " in table["benchmark"]
     html = next(Path(stages["report"]["dir"]).glob("*.html")).read_text()
     assert "Real photos" in html and "ref_eye_line" in html

@@ -324,7 +324,8 @@ def test_real_faces_benchmark_measures_levers_on_a_run(smoke_run, tmp_path, caps
     from benchmarks import real_faces
 
     out = tmp_path / "levers.json"
-    argv = [str(smoke_run[0] / "smoke"), "--box-source", detector.DETECTOR_NAME, "--scale", "2.01", "--mirror-average"]
+    argv = [str(smoke_run[0] / "smoke"), "--box-source", detector.DETECTOR_NAME, "--scale", "2.01", "--mirror-average",
+            "--steadiness"]
     assert real_faces.main(argv + ["--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["mirror_average"] and r["spec"]["box_source"] == detector.DETECTOR_NAME and r["spec"]["scale"] == 2.01
@@ -332,7 +333,11 @@ def test_real_faces_benchmark_measures_levers_on_a_run(smoke_run, tmp_path, caps
     assert set(r["models"]) == {"student_float", "tflite_int8", "teacher", "ref_eye_line"}
     for model in r["models"].values():  # every photo found at every angle, and scored
         assert all(m.get("angles_detected") == len(photo_check.SWEEP) for m in model["photos"].values()), model
-    assert "tflite_int8" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "tflite_int8" in out_text and "control, rendered faces" in out_text
+    steady = [line.split() for line in out_text.splitlines() if line.startswith(("student_float ", "teacher "))
+              and line.split()[1] in ("photos", "renders")]
+    assert len(steady) == 4 and all(float(v) >= 0 for row in steady for v in row[2:] if v != "/"), steady
 
 
 def test_sim_to_real_trains_on_textured_renders_and_scores_real_photos(tmp_path) -> None:
