@@ -7,7 +7,9 @@ maps the detector's box back onto the render's frame is ``scale = frame side / b
 spec's numbers. The same detector's keypoints are compared with the renders' exact eye and mouth
 positions, and the box side is compared with the eye-to-mouth distance on renders and on the
 shipped real photos: if the detector anchors its box on the same facial geometry in both, the
-spec measured on renders frames real faces alike.
+spec measured on renders frames real faces alike. Boxes and keypoints are the crop spec's box source:
+the detector with its second, levelled look (``pipeline.faces.locate``); ``photos_turned`` compares it
+with single detections on the shipped photos turned by up to 40 degrees.
 
     python -m pipeline.data.framing [--n 200] [--size 128]
 """
@@ -27,8 +29,9 @@ from pipeline.data.synthetic_faces import (
     render_with_appearance,
     sample_poses,
 )
+from pipeline.data.transforms import rotate_image
 from pipeline.faces import photos
-from pipeline.faces.detector import box_geometry
+from pipeline.faces.detector import box_geometry, detect
 from pipeline.faces.locate import locate
 
 # Pose ranges of the two measured sets: faces a phone app meets most (near frontal) and the training ranges.
@@ -98,13 +101,43 @@ def measure_box_geometry() -> dict:
             "centre_along_eye_mouth_q25_50_75": q[:, 1].tolist()}
 
 
+def measure_turns(angles: tuple[float, ...] = tuple(range(-40, 41, 10))) -> dict:
+    """How one detection and the second look follow each shipped photo turned by ``angles`` about its
+    face: the largest error of the eye line's angle against the turn, and the box side's range over the
+    turns, relative to the upright photo's."""
+    out = {}
+    for name in photos.NAMES:
+        image = photos.load(name)
+        up = detect(image)[0]
+        centre = tuple(np.add(up.box[:2], up.box[2:]) / 2.0)
+        row = {}
+        for kind, find in (("one_detection", detect), ("second_look", locate)):
+            first = find(image)[0]
+            errs, sides = [], []
+            for t in angles:
+                found = find(rotate_image(image, float(t), centre))
+                det = min(found, key=lambda d: float(np.hypot(*(np.add(d.box[:2], d.box[2:]) / 2.0 - centre))))
+                errs.append(abs(_angle(det.keypoints) - _angle(first.keypoints) - t))
+                sides.append(det.size / first.size)
+            row[kind] = {"eye_line_error_max": round(max(errs), 1), "box_side_range": [round(min(sides), 3),
+                                                                                       round(max(sides), 3)]}
+        out[name] = row
+    return out
+
+
+def _angle(kps: np.ndarray) -> float:
+    """The on-screen angle of the eye line, degrees clockwise (y down)."""
+    return float(np.degrees(np.arctan2(kps[1, 1] - kps[0, 1], kps[1, 0] - kps[0, 0])))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--size", type=int, default=128)
     args = ap.parse_args(argv)
     result = {"renders": [measure_renders(args.n, args.size, pose_set=s) for s in POSE_SETS],
-              "photos_box_over_eye_mouth": measure_photos(), "lfw_box_geometry": measure_box_geometry()}
+              "photos_box_over_eye_mouth": measure_photos(), "lfw_box_geometry": measure_box_geometry(),
+              "photos_turned": measure_turns()}
     print(json.dumps(result, indent=2))
     return 0
 

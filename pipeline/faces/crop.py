@@ -190,7 +190,7 @@ def crop_resize(rgb: np.ndarray, square: tuple[float, float, float], out_w: int,
     x0, y0, side = square
     sx = x0 + (np.arange(out_w, dtype=np.float64) + 0.5) * (side / out_w) - 0.5
     sy = y0 + (np.arange(out_h, dtype=np.float64) + 0.5) * (side / out_h) - 0.5
-    p = rgb.astype(np.float64)
+    p = np.asarray(rgb)  # uint8: each tap is gathered, then widened to float64 (exact), as the Kotlin core reads it
     if turn is not None:
         pad = 1.0 if padding == "zero" else 0.0  # the black border moved every coordinate by one pixel
         piv = (x0 + side / 2.0, y0 + side / 2.0) if pivot is None else (pivot[0] + pad, pivot[1] + pad)
@@ -202,8 +202,9 @@ def crop_resize(rgb: np.ndarray, square: tuple[float, float, float], out_w: int,
     ya = np.clip(fy0.astype(np.int64), 0, h - 1)
     yb = np.clip(fy0.astype(np.int64) + 1, 0, h - 1)
     ax_, ay_ = ax[None, :, None], ay[:, None, None]
-    top = (1.0 - ax_) * p[ya][:, xa] + ax_ * p[ya][:, xb]
-    bottom = (1.0 - ax_) * p[yb][:, xa] + ax_ * p[yb][:, xb]
+    f64 = np.float64
+    top = (1.0 - ax_) * p[ya][:, xa].astype(f64) + ax_ * p[ya][:, xb].astype(f64)
+    bottom = (1.0 - ax_) * p[yb][:, xa].astype(f64) + ax_ * p[yb][:, xb].astype(f64)
     v = (1.0 - ay_) * top + ay_ * bottom
     return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
 
@@ -211,7 +212,7 @@ def crop_resize(rgb: np.ndarray, square: tuple[float, float, float], out_w: int,
 def _sample_turned(p: np.ndarray, sx: np.ndarray, sy: np.ndarray, turn: tuple[float, float],
                    pivot: tuple[float, float]) -> np.ndarray:
     """``crop_resize``'s grid (pixel-centre sample positions ``sx`` x ``sy``) turned clockwise by the
-    angle whose (cos, sin) is ``turn`` about ``pivot``, sampled bilinearly from float64 pixels ``p``
+    angle whose (cos, sin) is ``turn`` about ``pivot``, sampled bilinearly from pixels ``p`` (each tap widened to float64)
     whose edge pixels repeat outside (the Kotlin core: FaceCrop.resize, same float64 order)."""
     h, w = p.shape[:2]
     px, py = pivot
@@ -225,8 +226,9 @@ def _sample_turned(p: np.ndarray, sx: np.ndarray, sy: np.ndarray, turn: tuple[fl
     xb = np.clip(fx0.astype(np.int64) + 1, 0, w - 1)
     ya = np.clip(fy0.astype(np.int64), 0, h - 1)
     yb = np.clip(fy0.astype(np.int64) + 1, 0, h - 1)
-    top = (1.0 - ax) * p[ya, xa] + ax * p[ya, xb]
-    bottom = (1.0 - ax) * p[yb, xa] + ax * p[yb, xb]
+    f64 = np.float64
+    top = (1.0 - ax) * p[ya, xa].astype(f64) + ax * p[ya, xb].astype(f64)
+    bottom = (1.0 - ax) * p[yb, xa].astype(f64) + ax * p[yb, xb].astype(f64)
     v = (1.0 - ay) * top + ay * bottom
     return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
 

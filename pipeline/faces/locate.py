@@ -3,19 +3,19 @@
 BlazeFace reads the whole frame at 128 x 128, so a face a fifth of a 512-pixel photo wide is about 25
 input pixels across, and its eye keypoints (which turn an ``eye_line`` crop) and box (which sizes every
 crop) move with it: on the shipped photos turned by up to 40 degrees, the eye line of a single
-detection is off the turn by up to 12 degrees and its box side varies by 17 %. MediaPipe's own
-face-landmark graph does not crop from the detection either: it turns a region around it by the eye
-line and reads the face again there. ``locate`` does the same with the detector itself: the square of
-``REGION`` x the box side around each detection, turned by its eye line, resampled to the detector's
-input side, is detected again; the face nearest the region's centre, mapped back into the frame, is
-what comes out. On the same sweep the eye line then follows the turn to within 2 to 5 degrees (the
-camera photo 9 at one angle) and the box side within 12 % (``tests/test_faces.py`` holds hopper turned
-by 40 degrees).
+detection misses the turn by up to 8-12 degrees per photo and its box side ranges over 0.83-1.06 of the
+upright one. MediaPipe's own face-landmark graph does not crop from the detection either: it turns a
+region around it by the eye line and reads the face again there. ``locate`` does the same with the
+detector itself: the square of ``REGION`` x the box side around each detection, turned by its eye line,
+resampled to the detector's input side, is detected again; the face nearest the region's centre, mapped
+back into the frame, is what comes out. On the same turns its eye line misses by at most 2-6 degrees
+(9 on the camera photo) and its box side stays within 0.98-1.12 (``python -m pipeline.data.framing``,
+``photos_turned``; ``tests/test_faces.py`` holds hopper at +-40 degrees).
 
-The second look frames a face a little wider than a single detection does (crop scale 1.86 instead of
-2.01 on the training renders, ``python -m pipeline.data.framing``), so a crop spec names which of the
-two drew its boxes: ``BOX_SOURCE`` for this one. One extra detector call per face: about a millisecond
-on a phone-class CPU.
+The second look draws a slightly larger box than a single detection does (crop scale 1.86 instead of
+2.01 frames the training renders, ``python -m pipeline.data.framing``), so a crop spec names which of the
+two drew its boxes: ``BOX_SOURCE`` for this one. It costs one more detector call per face, on a
+128 x 128 patch (``predict``'s ``detect_ms`` column includes it).
 """
 
 from __future__ import annotations
@@ -38,7 +38,15 @@ def second_look(image: np.ndarray, det: Detection) -> Detection:
     x0, y0, side = crop_square(det.box, REGION, 0.0)
     c, s = eye_line(det.keypoints)
     px, py = box_centre(det.box)
-    patch = crop_resize(image, (x0, y0, side), INPUT_SIZE, INPUT_SIZE, "edge", turn=(c, s), pivot=(px, py))
+    # resample from the window the turned square reaches (its circumcircle, 2 px for the bilinear taps),
+    # not the whole frame: the same pixels (edge clamping only ever meets the frame's own edges), a
+    # fraction of the work on a large frame
+    reach = side / 2.0 ** 0.5 + 2.0
+    h, w = image.shape[:2]
+    wx, wy = max(0, int(np.floor(px - reach))), max(0, int(np.floor(py - reach)))
+    window = image[wy:min(h, int(np.ceil(py + reach)) + 1), wx:min(w, int(np.ceil(px + reach)) + 1)]
+    patch = crop_resize(window, (x0 - wx, y0 - wy, side), INPUT_SIZE, INPUT_SIZE, "edge", turn=(c, s),
+                        pivot=(px - wx, py - wy))
     found = detect(patch)
     if not found:
         return det
