@@ -20,6 +20,8 @@ two drew its boxes: ``BOX_SOURCE`` for this one. It costs one more detector call
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from pipeline.faces.crop import box_centre, crop_resize, crop_square, eye_line
@@ -27,7 +29,8 @@ from pipeline.faces.detector import DETECTOR_NAME, INPUT_SIZE, MIN_SCORE, Detect
 
 BOX_SOURCE = f"{DETECTOR_NAME}_second_look"
 # The second look's square, in first-detection box sides: about the crop the model sees, so the face
-# fills half the detector's input (the short-range model's sweet spot) whatever its size in the frame.
+# fills about half the detector's input (the short-range model is made for a tenth to three quarters)
+# whatever its size in the frame.
 REGION = 2.0
 
 
@@ -74,7 +77,7 @@ def locate(image: np.ndarray, min_score: float = MIN_SCORE) -> list[Detection]:
     return [second_look(rgb, d) for d in detect(rgb, min_score)]
 
 
-def locator(box_source: str):
+def locator(box_source: str) -> Callable[..., list[Detection]]:
     """The function that draws ``box_source`` boxes (a crop spec's ``box_source``): ``locate`` for
     ``BOX_SOURCE``, the single detection for models whose spec was measured on it."""
     found = {DETECTOR_NAME: detect, BOX_SOURCE: locate}.get(box_source)
