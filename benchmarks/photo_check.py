@@ -184,9 +184,10 @@ def passes(m: dict) -> bool:
 
 
 def aggregate(per_photo: dict[str, dict]) -> dict:
-    """Mean and worst of each metric over the photos that could be scored; passes only if every photo does."""
+    """Mean and worst of each metric over the photos that could be scored, how many photos pass; passes
+    only if every photo does."""
     ok = [m for m in per_photo.values() if "error" not in m]
-    out: dict = {"photos": len(per_photo), "scored": len(ok),
+    out: dict = {"photos": len(per_photo), "scored": len(ok), "passing": sum(bool(m["passes"]) for m in ok),
                  "passes_all": bool(ok) and len(ok) == len(per_photo) and all(m["passes"] for m in ok)}
     for key in METRICS:
         vals = np.array([m[key] for m in ok if m.get(key) is not None], np.float64)

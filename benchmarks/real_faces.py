@@ -121,10 +121,16 @@ def grid_png(result: dict, crops: dict[str, dict], model: str = SHIPPED_FORMAT, 
 def run_check(stages: dict[str, Path]) -> tuple[dict, bytes]:
     """The check on a run's stage folders: (result, PNG of the photos under the shipped int8 model)."""
     predicts, spec = models_of(stages)
+    result, crops = check_with_control(predicts, spec)
+    return result, grid_png(result, crops)
+
+
+def check_with_control(predicts: dict[str, Predict], spec: CropSpec) -> tuple[dict, dict[str, dict]]:
+    """The check on the shipped photos with its control on renders, and the photos' crops."""
     crops = photo_crops(spec)
     result = check(predicts, spec, crops=crops)
     result["control"] = control(predicts, spec)
-    return result, grid_png(result, crops)
+    return result, crops
 
 
 def control(predicts: dict[str, Predict], spec: CropSpec) -> dict:
@@ -136,21 +142,25 @@ def control(predicts: dict[str, Predict], spec: CropSpec) -> dict:
             "models": check(predicts, spec, crops=crops)["models"]}
 
 
-def steadiness(predicts: dict[str, Predict], spec: CropSpec) -> str:
+def steadiness(predicts: dict[str, Predict], spec: CropSpec) -> dict[str, dict[str, np.ndarray]]:
     """How far each model's reading of one face moves as its box moves and scales by ``JITTER`` of its side
-    (``photo_check.jittered_crops``): per model, on the photos and on the control renders, the median and
-    largest over faces of the range (max - min) of yaw, pitch and roll over the 27 crops."""
+    (``photo_check.jittered_crops``): per model and face set (the shipped photos, the control renders), the
+    range (max - min) of yaw, pitch and roll over the 27 crops of each face, (faces, 3) degrees."""
     sets = {"photos": {n: photo_set.load(n) for n in photo_set.NAMES}, "renders": rendered_photos()}
     crops = {k: [c for c in (jittered_crops(im, spec) for im in images.values()) if c is not None]
              for k, images in sets.items()}
+    return {model: {k: np.array([np.ptp(np.asarray(predict(c), np.float64), 0) for c in faces])
+                    for k, faces in crops.items()}
+            for model, predict in predicts.items() if model != "ref_eye_line"}  # it reads keypoints, not pixels
+
+
+def steadiness_table(ranges: dict[str, dict[str, np.ndarray]]) -> str:
+    """``steadiness`` per model and face set: the median and largest range over the faces."""
     lines = [f"reading range over 27 crops, box moved and scaled by {JITTER:.0%} of its side (yaw / pitch / roll)",
              f"{'model':<14} {'faces':<8} {'median':>20} {'largest':>20}"]
-    for model, predict in predicts.items():
-        if model == "ref_eye_line":  # it reads the detector, not the crop's pixels
-            continue
-        for k, faces in crops.items():
-            ranges = np.array([np.ptp(np.asarray(predict(c), np.float64), 0) for c in faces])
-            med, top = (" / ".join(f"{v:.1f}" for v in r) for r in (np.median(ranges, 0), ranges.max(0)))
+    for model, sets in ranges.items():
+        for k, r in sets.items():
+            med, top = (" / ".join(f"{v:.1f}" for v in row) for row in (np.median(r, 0), r.max(0)))
             lines.append(f"{model:<14} {k:<8} {med:>20} {top:>20}")
     return "\n".join(lines)
 
@@ -184,8 +194,7 @@ def table(result: dict) -> str:
         for model, r in result["control"]["models"].items():
             agg = r["aggregate"]
             worst = [f"{agg[k]['worst']:>12}" if k in agg else f"{'-':>12}" for k in METRICS]
-            passing = sum(bool(m.get("passes")) for m in r["photos"].values())
-            verdict = "-" if "yaw_drift" not in agg else f"{passing} of {len(r['photos'])}"
+            verdict = "-" if "yaw_drift" not in agg else f"{agg['passing']} of {agg['photos']}"
             lines.append(f"{model:<14} {'WORST':<15} {agg['scored']:>12} " + " ".join(worst) + f" {verdict:>12}")
     lines.append(f"targets: roll slope {TARGETS['roll_slope'][0]}-{TARGETS['roll_slope'][1]}, R^2 >= "
                  f"{TARGETS['roll_r2_min']}, yaw/pitch drift <= {TARGETS['drift_max']}, mirror error <= "
@@ -215,12 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.mirror_average:  # the eye-line reference reads keypoints, not pixels: it stays as it is
         predicts = {k: p if k == "ref_eye_line" else mirror_averaged(p) for k, p in predicts.items()}
-    result = check(predicts, spec, crops=photo_crops(spec))
-    result["control"] = control(predicts, spec)
+    result, _ = check_with_control(predicts, spec)
     result.update(run=str(args.run_dir), mirror_average=args.mirror_average)
     print(table(result))
     if args.steadiness:
-        print(steadiness(predicts, spec))
+        print(steadiness_table(steadiness(predicts, spec)))
     if args.json:
         atomic_write_json(args.json, result)
     return 0

@@ -312,6 +312,30 @@ def test_locator_names_a_box_source_it_cannot_draw() -> None:
         locate.locator("mlkit")
 
 
+def test_steadiness_is_zero_for_a_constant_reading_and_not_for_one_that_reads_pixels() -> None:
+    """``--steadiness``: a reader that ignores the crop does not move as the box moves; one that reads the
+    crop's pixels does, on photos and renders alike."""
+    from benchmarks import real_faces
+
+    def constant(crops: np.ndarray) -> np.ndarray:
+        return np.tile([5.0, -3.0, 1.0], (len(crops), 1))
+
+    def pixels(crops: np.ndarray) -> np.ndarray:  # brightness of the left half, top half, left-top quarter
+        c = np.asarray(crops, np.float64).mean(-1)
+        h = c.shape[1] // 2
+        return np.stack([c[:, :, :h].mean((1, 2)), c[:, :h].mean((1, 2)), c[:, :h, :h].mean((1, 2))], 1)
+
+    ranges = real_faces.steadiness({"constant": constant, "pixels": pixels, "ref_eye_line": constant},
+                                   CropSpec(rotate="eye_line"))
+    assert set(ranges) == {"constant", "pixels"}  # the eye-line reference reads keypoints, not the crop
+    assert ranges["constant"]["photos"].shape == (len(photos.NAMES), 3)
+    assert len(ranges["constant"]["renders"]) == photo_check.CONTROL_RENDERS
+    for k in ("photos", "renders"):
+        assert np.all(ranges["constant"][k] == 0.0)
+        assert np.all(ranges["pixels"][k] > 0.1), ranges["pixels"][k]
+    assert "constant       photos" in real_faces.steadiness_table(ranges)
+
+
 def test_real_faces_benchmark_names_a_missing_run(tmp_path, capsys) -> None:
     from benchmarks import real_faces
 

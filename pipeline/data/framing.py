@@ -31,10 +31,12 @@ from pipeline.data.synthetic_faces import (
 )
 from pipeline.data.transforms import rotate_image
 from pipeline.faces import photos
+from pipeline.faces.crop import CropSpec, box_centre, crop_angle
 from pipeline.faces.detector import box_geometry, detect
 from pipeline.faces.locate import locate
 
 # Pose ranges of the two measured sets: faces a phone app meets most (near frontal) and the training ranges.
+LEVEL = CropSpec(rotate="eye_line")  # crop_angle under it: the eye line's angle, the crop spec's own formula
 POSE_SETS = {"near_frontal": dict(yaw_range=30.0, pitch_range=20.0, roll_range=20.0), "training_ranges": {}}
 
 
@@ -108,26 +110,20 @@ def measure_turns(angles: tuple[float, ...] = tuple(range(-40, 41, 10))) -> dict
     out = {}
     for name in photos.NAMES:
         image = photos.load(name)
-        up = detect(image)[0]
-        centre = tuple(np.add(up.box[:2], up.box[2:]) / 2.0)
+        centre = box_centre(detect(image)[0].box)
         row = {}
         for kind, find in (("one_detection", detect), ("second_look", locate)):
             first = find(image)[0]
             errs, sides = [], []
             for t in angles:
                 found = find(rotate_image(image, float(t), centre))
-                det = min(found, key=lambda d: float(np.hypot(*(np.add(d.box[:2], d.box[2:]) / 2.0 - centre))))
-                errs.append(abs(_angle(det.keypoints) - _angle(first.keypoints) - t))
+                det = min(found, key=lambda d: float(np.hypot(*np.subtract(box_centre(d.box), centre))))
+                errs.append(abs(crop_angle(LEVEL, det.keypoints) - crop_angle(LEVEL, first.keypoints) - t))
                 sides.append(det.size / first.size)
             row[kind] = {"eye_line_error_max": round(max(errs), 1), "box_side_range": [round(min(sides), 3),
                                                                                        round(max(sides), 3)]}
         out[name] = row
     return out
-
-
-def _angle(kps: np.ndarray) -> float:
-    """The on-screen angle of the eye line, degrees clockwise (y down)."""
-    return float(np.degrees(np.arctan2(kps[1, 1] - kps[0, 1], kps[1, 0] - kps[0, 0])))
 
 
 def main(argv: list[str] | None = None) -> int:

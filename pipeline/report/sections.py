@@ -327,8 +327,7 @@ def real_photos_section(run: Run, figs: list[Figure]) -> Section | None:
         rows = []
         for model, r in control["models"].items():
             agg = r["aggregate"]
-            passing = sum(bool(m.get("passes")) for m in r["photos"].values())
-            rows.append([model, "-" if "yaw_drift" not in agg else f"{passing} of {len(r['photos'])}"]
+            rows.append([model, "-" if "yaw_drift" not in agg else f"{agg['passing']} of {agg['photos']}"]
                         + [agg[k]["worst"] if k in agg else None for k in PHOTO_METRICS])
         s.blocks.append(Table("real_photos_control", CONTROL_COLS, rows, "worst over the rendered faces"))
     figs.append(Figure("real_photos", png, "the real photos' crops with the int8 model's predicted axes"))
