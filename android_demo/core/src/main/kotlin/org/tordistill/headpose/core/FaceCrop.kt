@@ -40,10 +40,13 @@ object FaceCrop {
     }
 
     /** The square around [box]: side = scale * max(w, h), centre moved down by shiftY * side. */
-    fun square(box: Box, crop: CropSpec): Square {
-        val side = crop.scale * max(box.right - box.left, box.bottom - box.top)
+    fun square(box: Box, crop: CropSpec): Square = square(box, crop.scale, crop.shiftY)
+
+    /** The square of [scale] x max(w, h) around [box], centre moved down by [shiftY] x side (crop_square). */
+    fun square(box: Box, scale: Double, shiftY: Double): Square {
+        val side = scale * max(box.right - box.left, box.bottom - box.top)
         val cx = (box.left + box.right) / 2.0
-        val cy = (box.top + box.bottom) / 2.0 + crop.shiftY * side
+        val cy = (box.top + box.bottom) / 2.0 + shiftY * side
         return Square(cx - side / 2.0, cy - side / 2.0, side)
     }
 

@@ -22,7 +22,7 @@ enum class Rotate { NONE, EYE_LINE }
 /**
  * How a detector's face box becomes the square model crop (see [FaceCrop]): the framing half of
  * pipeline/faces/crop.py CropSpec, read from model_meta.json input.crop. [boxSource] names the detector
- * whose boxes [scale] and [shiftY] were measured on; with [rotate] EYE_LINE the square turns about the
+ * whose boxes [scale] and [shiftY] were measured on (and [secondLook] whether it looked twice); with [rotate] EYE_LINE the square turns about the
  * box centre by the angle of the eye landmarks, and the model's pose is turned back ([PoseAxes.turned]).
  * No defaults: a model trained on other framing
  * (another detector, the 300W-LP crops) would silently get the wrong crop, so a meta without input.crop
@@ -31,12 +31,21 @@ enum class Rotate { NONE, EYE_LINE }
 data class CropSpec(
     val boxSource: String, val scale: Double, val shiftY: Double, val padding: Padding, val rotate: Rotate = Rotate.NONE,
 ) {
+    /**
+     * Whether [boxSource]'s boxes come from a second, levelled look at each face (pipeline/faces/locate.py,
+     * box source `blazeface_short_range_second_look`): the app then reads each face again on a turned
+     * patch ([SecondLook]) before cropping. Other box sources are read as single detections, as before.
+     */
+    val secondLook: Boolean get() = boxSource.endsWith(SECOND_LOOK_SUFFIX)
+
     init {
         if (!(scale > 0.0)) throw MetaException("input.crop.scale must be > 0, got $scale")
         if (!(shiftY > -1.0 && shiftY < 1.0)) throw MetaException("input.crop.shift_y must be in (-1, 1), got $shiftY")
     }
 
     companion object {
+        const val SECOND_LOOK_SUFFIX = "_second_look"
+
         fun fromJson(crop: Map<String, Any?>): CropSpec {
             val padding = when (val p = crop.str("padding")) {
                 "edge" -> Padding.EDGE

@@ -152,6 +152,10 @@ class CoreTest {
         assertEquals(pixels[0], outside[0])
         val s = FaceCrop.square(Box(10.0, 20.0, 30.0, 60.0), CropSpec("test", 2.0, 0.1, Padding.EDGE))
         assertEquals(Square(-20.0, 8.0, 80.0), s)
+        // the second look is named by the box source; other sources are single detections, still accepted
+        assertTrue(CropSpec("blazeface_short_range_second_look", 1.86, -0.021, Padding.EDGE).secondLook)
+        assertTrue(!CropSpec("blazeface_short_range", 2.01, -0.026, Padding.EDGE).secondLook)
+        assertTrue(!CropSpec("mlkit", 2.0, 0.0, Padding.EDGE).secondLook)
     }
 
     @Test
@@ -170,6 +174,59 @@ class CoreTest {
         val spec = CropSpec("test", 2.0, 0.0, Padding.EDGE, Rotate.EYE_LINE)
         try { FaceCrop.turn(Face(Box(0.0, 0.0, 1.0, 1.0)), spec); fail("a turning spec without eyes accepted") } catch (_: IllegalArgumentException) {}
         assertNull(FaceCrop.turn(Face(Box(0.0, 0.0, 1.0, 1.0)), spec.copy(rotate = Rotate.NONE)))
+    }
+
+    @Test
+    fun secondLookMapsThePatchCentreOntoTheRegionCentre() {
+        // an upright face: 40 px box around (100, 80), eyes level
+        val first = Face(Box(80.0, 60.0, 120.0, 100.0), Point(90.0, 75.0), Point(110.0, 75.0))
+        val region = SecondLook.region(first)
+        assertEquals(Square(60.0, 40.0, 80.0), region.square) // twice the box, no shift
+        assertEquals(Turn(1.0, 0.0), region.turn)
+        assertEquals(Point(100.0, 80.0), region.pivot)
+        // pixel i's centre at i: the middle of a 128-px patch is 63.5, which the patch's grid put at the
+        // square's centre, (100, 80) less half a pixel; a 64-px box there is 64 x 80 / 128 = 40 px in the frame
+        val centred = Face(Box(31.5, 31.5, 95.5, 95.5), Point(47.5, 55.5), Point(79.5, 55.5))
+        val mapped = SecondLook.fromPatch(centred, region, 128)
+        assertEquals(Box(79.5, 59.5, 119.5, 99.5), mapped.box)
+        assertEquals(Point(89.5, 74.5), mapped.rightEye)
+        assertEquals(Point(109.5, 74.5), mapped.leftEye)
+        // the box is the square of the detection's longer side; no eyes stay no eyes
+        val tall = SecondLook.fromPatch(Face(Box(43.5, 28.5, 83.5, 98.5)), region, 128)
+        assertEquals(70.0 * 80.0 / 128.0, tall.box.width, 1e-12)
+        assertEquals(tall.box.width, tall.box.height, 1e-12)
+        assertNull(tall.rightEye)
+        // the face nearest the patch centre is the one mapped back; none found, none chosen
+        assertEquals(centred, SecondLook.nearest(listOf(Face(Box(0.0, 0.0, 20.0, 20.0)), centred, Face(Box(100.0, 100.0, 128.0, 128.0))), 128))
+        assertNull(SecondLook.nearest(emptyList(), 128))
+        try { SecondLook.region(Face(first.box)); fail("a second look without eyes accepted") } catch (_: IllegalArgumentException) {}
+    }
+
+    @Test
+    fun secondLookPatchTurnsWithTheEyesAndMapsBack() {
+        // frame pixel (x, y) holds red x, green y: a patch pixel tells where it came from
+        val w = 200
+        val h = 160
+        val frame = IntArray(w * h) { rgb(it % w, it / w, 7) }
+        // left eye straight below the right one: the eye line points down, 90 degrees clockwise
+        val first = Face(Box(80.0, 60.0, 120.0, 100.0), Point(100.0, 70.0), Point(100.0, 90.0))
+        val region = SecondLook.region(first)
+        assertEquals(90.0, region.turn.degrees, 1e-12)
+        // an 80-px patch of the 80-px square: one frame pixel per patch pixel, every sample on a pixel centre
+        val look = SecondLook(80)
+        val patch = look.patch(frame, w, h, region)
+        assertTrue(patch === look.pixels)
+        // the patch shows the frame turned back (counter-clockwise): its top-left is the square's top-right
+        assertEquals(Point(139.0, 40.0), SecondLook.toFrame(Point(0.0, 0.0), region, 80))
+        assertEquals(Point(60.0, 40.0), SecondLook.toFrame(Point(0.0, 79.0), region, 80))
+        assertEquals(Point(139.0, 119.0), SecondLook.toFrame(Point(79.0, 0.0), region, 80))
+        for (i in 0 until 80 step 7) for (j in 0 until 80 step 5) {
+            val at = SecondLook.toFrame(Point(j.toDouble(), i.toDouble()), region, 80)
+            assertEquals("patch ($j, $i) from $at", frame[at.y.toInt() * w + at.x.toInt()], patch[i * 80 + j])
+        }
+        // a face whose box reaches past the frame's corner: its window is clipped, edge pixels repeat
+        val corner = look.patch(frame, w, h, SecondLook.region(Face(Box(-10.0, -10.0, 10.0, 10.0), Point(-5.0, 0.0), Point(5.0, 0.0))))
+        assertEquals(frame[0], corner[0])
     }
 
     @Test
