@@ -8,7 +8,9 @@ give the right pose. This module writes, from the TFLite artifacts of a finished
 - frames: faces rendered by ``pipeline.data.synthetic_faces`` at known poses (the box around each is
   the one the model's crop spec turns back into the rendered square, the eyes where the render put
   them), and real photos (``pipeline.faces.photos``) downscaled to a phone-camera face size, with the
-  shipped BlazeFace detector's box and eye keypoints;
+  shipped BlazeFace detector's box and eye keypoints as the model's ``box_source`` draws them, and its
+  second look in pieces (``second_look_record``: first detection, region, patch hashes, the detection on
+  the patch, the face mapped back) for the Kotlin core's ``SecondLook`` to recompute;
 - per artifact: the crop both sides cut (``pipeline.faces.crop`` with ``CropSpec.from_meta``: the spec
   is read from model_meta.json on both sides, never written here), the input tensor (a SHA-256 of its
   bytes), the crop's turn (a spec with ``rotate: eye_line`` turns it with the eyes), the raw output the
@@ -51,7 +53,7 @@ from pipeline.runs import ArtifactError, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-GOLDEN_VERSION = 3
+GOLDEN_VERSION = 4
 FRAMES_FILE = "frames.json"
 # Post-processing tolerances the Kotlin tests use (preprocessing is compared bit for bit): decoding a
 # float output, and the axes drawn from a pose.
@@ -65,6 +67,9 @@ MAX_POSE_TOLERANCE_DEG = 40.0
 RENDER_SEED = 20240607
 RENDER_SIDE = 80  # rendered square in frame pixels: the app downsamples it to the model's side
 PHOTO_SIDE = 160  # real photos are downscaled to this longer side (a face of ~40-70 px, as a phone sees it)
+# The Android app's second-look patch side (SecondLook.APP_PATCH_SIDE in the Kotlin core): the goldens
+# hash the photos' patches at it too, besides the detector's 128 px the Python side reads.
+APP_PATCH_SIDE = 256
 
 
 @dataclass(frozen=True)
@@ -187,37 +192,55 @@ def rendered_frames(spec: faces_crop.CropSpec) -> list[dict]:
     return frames
 
 
+def _face(det) -> dict:
+    """A detection as the goldens store a face: box (left, top, right, bottom) and the two eye keypoints."""
+    return {"box": [float(v) for v in det.box], "eyes": np.asarray(det.keypoints[:2], np.float64).tolist()}
+
+
+def second_look_record(rgb: np.ndarray, first) -> tuple[dict, object]:
+    """``pipeline.faces.locate.second_look`` of ``first`` (a BlazeFace detection on ``rgb``) in the pieces
+    GoldenTest recomputes in Kotlin, and the face it gives: the first detection, its region (square,
+    turn, pivot), the SHA-256 of the patch's RGB bytes at the detector's side and at the app's
+    (``APP_PATCH_SIDE``), the detection nearest the patch centre in patch pixels (null: none, the first
+    detection stands) and that detection mapped back into the frame."""
+    from pipeline.faces import locate
+    from pipeline.faces.detector import INPUT_SIZE, detect
+
+    reg = locate.region(first)
+    found = detect(locate.patch(rgb, reg))
+    again = locate.nearest(found) if found else None
+    face = first if again is None else locate.from_patch(again, reg)
+    return {"first": _face(first),
+            "region": {"square": list(reg.square), "turn": list(reg.turn), "pivot": list(reg.pivot)},
+            "patch_side": INPUT_SIZE,
+            "patch_sha256": {str(s): _sha256(locate.patch(rgb, reg, s)) for s in (INPUT_SIZE, APP_PATCH_SIDE)},
+            "again": None if again is None else _face(again), "face": _face(face)}, face
+
+
 def photo_frames(spec: faces_crop.CropSpec) -> list[dict]:
-    """PHOTOS downscaled to PHOTO_SIDE, the detector's best box, and the window of the photo the crop reads."""
+    """PHOTOS downscaled to PHOTO_SIDE (whole: the second look's turned region reaches most of it) with
+    the detector's best face as the model's ``box_source`` frames it, and that face's second look."""
     from PIL import Image
 
     from pipeline.faces import photos
-    from pipeline.faces.locate import locator
+    from pipeline.faces.detector import detect
+    from pipeline.faces.locate import BOX_SOURCE, locator
 
-    find = locator(spec.box_source)  # the goldens' photos are boxed as the model's spec says
+    locator(spec.box_source)  # a box source this package cannot draw is refused with the fix
     frames = []
     for name in PHOTOS:
         full = photos.load(name)
         k = PHOTO_SIDE / max(full.shape[:2])
         size = (round(full.shape[1] * k), round(full.shape[0] * k))
         rgb = np.asarray(Image.fromarray(full).resize(size, Image.Resampling.BILINEAR, reducing_gap=None))
-        found = find(rgb)
+        found = detect(rgb)
         if not found:
             raise ValueError(f"the detector finds no face in photo {name!r} at {size}; raise PHOTO_SIDE")
-        best = found[0]
-        left, top, side = faces_crop.crop_square(best.box, spec.scale, spec.shift_y)
-        # Keep only the window the crop samples (2 px margin for the bilinear taps; a turned crop reaches
-        # out to the square's circumcircle): smaller files, same crop.
-        reach = (side * 2 ** 0.5 - side) / 2.0 + 2.0 if spec.rotate != "none" else 2.0
-        x0, y0 = max(0, int(np.floor(left - reach))), max(0, int(np.floor(top - reach)))
-        x1 = min(rgb.shape[1], int(np.ceil(left + side + reach)))
-        y1 = min(rgb.shape[0], int(np.ceil(top + side + reach)))
-        b = best.box
-        frames.append({"name": f"photo_{name}", "kind": "photo", "width": x1 - x0, "height": y1 - y0,
-                       "pose": None, "box": [b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0],
-                       "box_from": f"detector {spec.box_source}, score {best.score:.3f}",
-                       "eyes": (best.keypoints[:2] - np.array([x0, y0], np.float64)).tolist(),
-                       "rgb": np.ascontiguousarray(rgb[y0:y1, x0:x1])})
+        look, face = second_look_record(rgb, found[0])
+        best = face if spec.box_source == BOX_SOURCE else found[0]
+        frames.append({"name": f"photo_{name}", "kind": "photo", "width": size[0], "height": size[1],
+                       "pose": None, **_face(best), "box_from": f"detector {spec.box_source}, score {best.score:.3f}",
+                       "second_look": look, "rgb": rgb})
     return frames
 
 

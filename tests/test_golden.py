@@ -63,6 +63,7 @@ def test_files_written_and_small(goldens) -> None:
     frames = _load(out / golden.FRAMES_FILE)["frames"]
     assert [f["name"] for f in frames] == [c.name for c in golden.CASES] + [f"photo_{p}" for p in golden.PHOTOS]
     assert all(f["kind"] == "photo" and f["pose"] is None and "detector" in f["box_from"] for f in frames[-2:])
+    assert all(f["second_look"]["face"] == {"box": f["box"], "eyes": f["eyes"]} for f in frames[-2:])  # spec: second look
 
 
 @needs_litert
@@ -148,6 +149,35 @@ def test_committed_goldens_pass_and_a_constant_model_fails() -> None:
             case["pose_in_frame"] = frame_pose(np.asarray(mean), angle).tolist()
         failures = golden.pose_failures(constant, frames)
         assert any("yaw spread" in f for f in failures) and any("vs known" in f for f in failures), failures
+
+
+def test_committed_photos_carry_their_second_look() -> None:
+    """The photos' second look in the pieces the Kotlin core recomputes (GoldenTest.secondLookMatchesPython)
+    follows pipeline.faces.locate: the region of the first detection, the patch hashes, the detection on
+    the patch mapped back, which is what ``locate`` finds and the face the crop is cut from."""
+    from pipeline.faces import locate
+    from pipeline.faces.detector import Detection, detect
+
+    spec = CropSpec.from_meta(_load(COMMITTED / "tflite_int8.json")["meta"])
+    photos = [f for f in _load(COMMITTED / golden.FRAMES_FILE)["frames"] if f["kind"] == "photo"]
+    assert len(photos) == len(golden.PHOTOS)
+    for f in photos:
+        look, rgb = f["second_look"], _rgb(f)
+        first = Detection(tuple(look["first"]["box"]), 1.0, np.asarray(look["first"]["eyes"]))
+        reg = locate.region(first)
+        assert look["region"] == {"square": list(reg.square), "turn": list(reg.turn), "pivot": list(reg.pivot)}
+        assert set(look["patch_sha256"]) == {str(look["patch_side"]), str(golden.APP_PATCH_SIDE)}
+        for side, sha in look["patch_sha256"].items():
+            assert golden._sha256(locate.patch(rgb, reg, int(side))) == sha, (f["name"], side)
+        if look["again"] is None:  # the patch showed no face: the first detection stands
+            assert look["face"] == look["first"]
+        else:
+            again = Detection(tuple(look["again"]["box"]), 1.0, np.asarray(look["again"]["eyes"]))
+            assert golden._face(locate.from_patch(again, reg, look["patch_side"])) == look["face"]
+        found = locate.locate(rgb)[0]
+        assert golden._face(found) == look["face"] and golden._face(first) == golden._face(detect(rgb)[0])
+        want = look["face"] if spec.box_source == locate.BOX_SOURCE else look["first"]
+        assert {"box": f["box"], "eyes": f["eyes"]} == want
 
 
 def test_clear_error_without_artifacts(tmp_path, capsys) -> None:

@@ -13,8 +13,10 @@ import kotlin.math.abs
 /**
  * The Kotlin core against goldens that `python -m exporters.golden` writes from a trained student
  * (android_demo/golden/regenerate.sh): faces rendered at known poses and real photos with the
- * detector's box. Per artifact: the crop and the input tensor bit for bit (the crop spec read from
- * model_meta.json on both sides), the stored raw output decoded to the Python artifact's pose within
+ * detector's box. On the photos, the second look's geometry ([SecondLook]: region, patch bytes, the
+ * detection Python found on the patch mapped back into the frame) as pipeline/faces/locate.py computes
+ * it; a model whose spec names the second look is cropped from the face the core maps back. Per
+ * artifact: the crop and the input tensor bit for bit (the crop spec read from model_meta.json on both sides), the stored raw output decoded to the Python artifact's pose within
  * one output quantization step, the axes, and the known poses within the model's measured error.
  * The Python side ran the LiteRT interpreter on exactly the stored tensor, so a matching tensor means
  * the device is fed what the artifact was verified on. `-Dgolden.dir=DIR` tests other goldens.
@@ -54,15 +56,36 @@ class GoldenTest {
 
     private fun box(l: List<*>) = Box(l[0] as Double, l[1] as Double, l[2] as Double, l[3] as Double)
 
-    /** The frame's face: its box and the subject's right and left eye centres. */
+    /** The frame's face (or a second-look record's): its box and the subject's right and left eye centres. */
     private fun face(frame: Map<String, Any?>): Face {
         val eyes = frame.list("eyes").map { (it as List<*>).map { v -> v as Double } }
         return Face(box(frame.list("box")), Point(eyes[0][0], eyes[0][1]), Point(eyes[1][0], eyes[1][1]))
     }
 
+    private fun lookOf(frame: Map<String, Any?>): Map<String, Any?>? = frame.objOrNull("second_look")
+
+    /** The second look as the app takes it: the first detection's region, the face Python's detector found on its patch mapped back by the core (none: the first detection). */
+    private fun lookedAt(look: Map<String, Any?>): Face {
+        val first = face(look.obj("first"))
+        val again = look.objOrNull("again") ?: return first
+        return SecondLook.fromPatch(face(again), SecondLook.region(first), look.num("patch_side").toInt())
+    }
+
+    /** The face the app crops: on a photo under a spec that names the second look, the core's own second look; else the stored face. */
+    private fun cropFace(meta: ModelMeta, frame: Map<String, Any?>): Face {
+        val look = lookOf(frame)
+        return if (look != null && meta.input.crop.secondLook) lookedAt(look) else face(frame)
+    }
+
     /** The case's pose turned back into the frame, as the app does it (PosePipeline.inFrame). */
     private fun inFrame(meta: ModelMeta, frame: Map<String, Any?>, pose: HeadPose): HeadPose =
-        FaceCrop.turn(face(frame), meta.input.crop)?.let { PoseAxes.turned(pose, it.degrees) } ?: pose
+        FaceCrop.turn(cropFace(meta, frame), meta.input.crop)?.let { PoseAxes.turned(pose, it.degrees) } ?: pose
+
+    private fun assertFace(where: String, want: Face, got: Face, tol: Double) {
+        val w = listOf(want.box.left, want.box.top, want.box.right, want.box.bottom, want.rightEye!!.x, want.rightEye.y, want.leftEye!!.x, want.leftEye.y)
+        val g = listOf(got.box.left, got.box.top, got.box.right, got.box.bottom, got.rightEye!!.x, got.rightEye.y, got.leftEye!!.x, got.leftEye.y)
+        assertArrayEquals("$where box and eyes", w.toDoubleArray(), g.toDoubleArray(), tol)
+    }
 
     private fun decoded(pipeline: PosePipeline, case: Map<String, Any?>): HeadPose {
         val raw = case.list("output_raw").map { it as Double }
@@ -80,6 +103,7 @@ class GoldenTest {
         assertTrue("expected goldens of float and int8 artifacts in $dir, found ${goldens.keys}", goldens.size >= 2)
         assertTrue("expected rendered faces of known pose", frames.count { it["pose"] != null } >= 3)
         assertTrue("expected real photos through the detector", frames.any { it["kind"] == "photo" })
+        assertTrue("expected the photos' second look", frames.filter { it["kind"] == "photo" }.all { lookOf(it) != null })
         for ((name, g) in goldens) assertEquals("$name cases", frames.map { it["name"] }, cases(g).map { it["name"] })
     }
 
@@ -93,7 +117,7 @@ class GoldenTest {
                 val where = "$name/${case["name"]}"
                 val w = frame.num("width").toInt()
                 val h = frame.num("height").toInt()
-                val prepared = pipeline.prepare(argb(bytes(frame.str("rgb"))), w, h, listOf(face(frame)))!!
+                val prepared = pipeline.prepare(argb(bytes(frame.str("rgb"))), w, h, listOf(cropFace(meta, frame)))!!
                 assertEquals("$where square", case.list("square"), prepared.square.let { listOf(it.left, it.top, it.side) })
                 assertEquals("$where turn", case["turn"], prepared.turn?.let { listOf(it.cos, it.sin) })
                 // The crop the pipeline cut, recomputed on its own so that the bytes can be compared.
@@ -106,6 +130,37 @@ class GoldenTest {
                 assertEquals("$where input dtype", case.str("input_dtype"), if (tensor is InputTensor.Int8) "int8" else "float32")
                 assertEquals("$where tensor sha256", case.str("input_sha256"), sha256(tensor.toBytes()))
             }
+        }
+    }
+
+    /**
+     * The second look's geometry on the photos, against pipeline/faces/locate.py: the region of the first
+     * detection exactly, the patch's bytes at every side the golden hashed (the detector's 128 px and the
+     * app's [SecondLook.APP_PATCH_SIDE]), and the detection on the patch mapped back into the frame
+     * within 1e-9 px, which is the stored face wherever the models' spec names the second look.
+     */
+    @Test
+    fun secondLookMatchesPython() {
+        val secondLookSpec = goldens.values.any { ModelMeta.fromJson(it.obj("meta")).input.crop.secondLook }
+        for (frame in frames.filter { it["kind"] == "photo" }) {
+            val where = frame.str("name")
+            val look = requireNotNull(lookOf(frame)) { "$where has no second_look record" }
+            val first = face(look.obj("first"))
+            val region = SecondLook.region(first)
+            val want = look.obj("region")
+            assertEquals("$where region square", want.list("square"), region.square.let { listOf(it.left, it.top, it.side) })
+            assertEquals("$where region turn", want.list("turn"), listOf(region.turn.cos, region.turn.sin))
+            assertEquals("$where region pivot", want.list("pivot"), listOf(region.pivot.x, region.pivot.y))
+            val pixels = argb(bytes(frame.str("rgb")))
+            val hashes = look.obj("patch_sha256")
+            assertTrue("$where: the golden hashes no patch at the app's side", SecondLook.APP_PATCH_SIDE.toString() in hashes)
+            for ((side, sha) in hashes) {
+                val patch = SecondLook(side.toInt()).patch(pixels, frame.num("width").toInt(), frame.num("height").toInt(), region)
+                assertEquals("$where patch sha256 at $side px", sha, sha256(rgb(patch)))
+            }
+            val mapped = lookedAt(look)
+            assertFace("$where second look", face(look.obj("face")), mapped, 1e-9)
+            if (secondLookSpec) assertFace("$where stored face", face(frame), mapped, 1e-9)
         }
     }
 
