@@ -57,6 +57,10 @@ SWEEP = tuple(float(t) for t in range(-40, 41, 10))
 TARGETS = {"roll_slope": (0.9, 1.1), "roll_r2_min": 0.95, "drift_max": 8.0, "mirror_error_max": 5.0}
 METRICS = ("roll_slope", "roll_r2", "yaw_drift", "pitch_drift", "mirror_error")
 CONTROL_RENDERS = 6
+# The control's renders: the training renderer's defaults, near frontal as the shipped photos, no framing
+# jitter or occluders, drawn at 128 px
+_CONTROL = SyntheticFacesConfig(image_size=128, yaw_range=20.0, pitch_range=15.0, scale_jitter=0.0,
+                                translate_jitter=0.0, occlusion_prob=0.0)
 JITTER = 0.02  # jittered_crops: box moves and scalings, a fraction of its side
 
 
@@ -213,6 +217,17 @@ def eye_line_roll(crops: np.ndarray) -> np.ndarray:
     return out
 
 
+def constant_reading(crops: np.ndarray) -> np.ndarray:
+    """A reference "model" that reads nothing: a frontal, level face in every crop. Where crops turn with the
+    eye line it still follows a turning face (its roll is the crop's turn) and never drifts, so it shows what
+    the label-change tests grant a model that does not look: passing them is necessary, not sufficient."""
+    return np.zeros((len(crops), 3))
+
+
+# Rows of the check that are not models: what the tests give a roll read off the eyes and a constant reading
+REFERENCES = ("ref_eye_line", "ref_constant")
+
+
 def photo_crops(spec: CropSpec, names: Sequence[str] = photo_set.NAMES, sweep: Sequence[float] = SWEEP
                 ) -> dict[str, dict]:
     """``crops_for`` of every shipped photo: detection and cropping, once for all models."""
@@ -242,10 +257,26 @@ def rendered_photos(n: int = CONTROL_RENDERS, seed: int = 9) -> dict[str, np.nda
     """``n`` faces of the training renderer (default options, no framing jitter or occluders), near frontal
     (|yaw| <= 20, |pitch| <= 15, as the shipped photos), each 128 px square edge-padded to 384 px so the
     face is about as large in the frame as on the photos (a quarter of its side): the check's control."""
-    cfg = SyntheticFacesConfig(image_size=128, yaw_range=20.0, pitch_range=15.0, scale_jitter=0.0,
-                               translate_jitter=0.0, occlusion_prob=0.0)
-    images = render_faces(sample_poses(n, seed, cfg), seed, cfg)
+    images = render_faces(sample_poses(n, seed, _CONTROL), seed, _CONTROL)
     return {f"render{i}": np.pad(im, ((128, 128), (128, 128), (0, 0)), mode="edge") for i, im in enumerate(images)}
+
+
+def rendered_poses(n: int = CONTROL_RENDERS, seed: int = 9) -> dict[str, np.ndarray]:
+    """The exact pose (yaw, pitch, roll in the image's frame) of each ``rendered_photos`` face."""
+    return {f"render{i}": p.astype(np.float64) for i, p in enumerate(sample_poses(n, seed, _CONTROL))}
+
+
+def pose_error(per_face: dict[str, dict], poses: dict[str, np.ndarray]) -> dict:
+    """How far a model's reading of each unturned face (``score``'s ``pose``) is from its exact pose: the
+    mean over faces and angles of the absolute error, and the largest. Why: the label-change tests alone
+    pass a model that reads nothing: with crops turned by the eye line, a constant reading in the crop
+    has roll slope 1 (the eye line's), zero drift and the eye line's mirror error. Only labelled faces
+    tell a reader from a constant, and only the renders have labels."""
+    errs = np.array([np.abs(np.asarray(m["pose"], np.float64) - poses[name])
+                     for name, m in per_face.items() if "error" not in m and None not in m["pose"]])
+    if not len(errs):
+        return {}
+    return {"mean": round(float(errs.mean()), 2), "worst": round(float(errs.max()), 2)}
 
 
 def check(predicts: dict[str, Predict], spec: CropSpec, names: Sequence[str] = photo_set.NAMES,

@@ -7,8 +7,11 @@ in-plane sweep, yaw / pitch drift, mirror error; per photo and in aggregate, aga
     python -m benchmarks.real_faces runs/face_pose [--json out.json] [--scale S] [--shift-y D]
         [--box-source blazeface_short_range | blazeface_short_range_second_look] [--mirror-average]
 
-A reference row, ``ref_eye_line``, reads roll off the detector's own eye keypoints on each crop (no
-yaw or pitch): it shows what the sweep and the crops allow a roll estimate that follows the face.
+Two reference rows: ``ref_eye_line`` reads roll off the detector's own eye keypoints on each crop (no
+yaw or pitch): it shows what the sweep and the crops allow a roll estimate that follows the face;
+``ref_constant`` reads nothing (zero in every crop), which with eye-line crops passes most photos: the
+tests are necessary, not sufficient, and only the control's pose error (renders have labels) tells a
+reader from a constant.
 
 The run folder needs complete distill, teacher and export stages (its summary.json names them).
 The crop spec is the run's own (``input.crop`` of the int8 TFLite's model_meta.json, which export
@@ -32,15 +35,19 @@ from benchmarks.photo_check import (
     CONTROL_RENDERS,
     JITTER,
     METRICS,
+    REFERENCES,
     TARGETS,
     Predict,
     check,
+    constant_reading,
     crops_for,
     eye_line_roll,
     jittered_crops,
     mirror_averaged,
     photo_crops,
+    pose_error,
     rendered_photos,
+    rendered_poses,
 )
 from exporters.formats import SHIPPED_FORMAT
 from pipeline import contract
@@ -91,7 +98,9 @@ def models_of(stages: dict[str, Path], framing: dict | None = None) -> tuple[dic
                 SHIPPED_FORMAT: lambda crops: np.stack([shipped.predict(c) for c in crops]),
                 "teacher": torch_predict(contract.load_teacher(stages["teacher"]), spec, names),
                 # roll read off the detector's eye keypoints: what a roll that follows the face scores
-                "ref_eye_line": eye_line_roll}
+                "ref_eye_line": eye_line_roll,
+                # reads nothing: what the label-change tests grant a model that does not look
+                "ref_constant": constant_reading}
     return predicts, spec
 
 
@@ -137,9 +146,14 @@ def control(predicts: dict[str, Predict], spec: CropSpec) -> dict:
     """The same check on rendered faces (``photo_check.rendered_photos``), where the models are in their own
     domain: ``{"what", "models": {model: {"photos", "aggregate"}}}``."""
     crops = {name: crops_for(image, spec) for name, image in rendered_photos().items()}
+    models = check(predicts, spec, crops=crops)["models"]
+    poses = rendered_poses()
+    for model, r in models.items():
+        if model != "ref_eye_line":  # it reads roll only; the constant's error is the poses' own spread
+            r["aggregate"]["pose_error"] = pose_error(r["photos"], poses)
     return {"what": f"{CONTROL_RENDERS} near-frontal faces of the training renderer, each in a larger frame, "
                     "through the same detector, crop spec and label-change tests",
-            "models": check(predicts, spec, crops=crops)["models"]}
+            "models": models}
 
 
 def steadiness(predicts: dict[str, Predict], spec: CropSpec) -> dict[str, dict[str, np.ndarray]]:
@@ -151,7 +165,7 @@ def steadiness(predicts: dict[str, Predict], spec: CropSpec) -> dict[str, dict[s
              for k, images in sets.items()}
     return {model: {k: np.array([np.ptp(np.asarray(predict(c), np.float64), 0) for c in faces])
                     for k, faces in crops.items()}
-            for model, predict in predicts.items() if model != "ref_eye_line"}  # it reads keypoints, not pixels
+            for model, predict in predicts.items() if model not in REFERENCES}  # they do not read the pixels
 
 
 def steadiness_table(ranges: dict[str, dict[str, np.ndarray]]) -> str:
@@ -195,7 +209,9 @@ def table(result: dict) -> str:
             agg = r["aggregate"]
             worst = [f"{agg[k]['worst']:>12}" if k in agg else f"{'-':>12}" for k in METRICS]
             verdict = "-" if "yaw_drift" not in agg else f"{agg['passing']} of {agg['photos']}"
-            lines.append(f"{model:<14} {'WORST':<15} {agg['scored']:>12} " + " ".join(worst) + f" {verdict:>12}")
+            err = agg.get("pose_error")
+            lines.append(f"{model:<14} {'WORST':<15} {agg['scored']:>12} " + " ".join(worst) + f" {verdict:>12}"
+                         + (f"  pose error mean {err['mean']} worst {err['worst']}" if err else ""))
     lines.append(f"targets: roll slope {TARGETS['roll_slope'][0]}-{TARGETS['roll_slope'][1]}, R^2 >= "
                  f"{TARGETS['roll_r2_min']}, yaw/pitch drift <= {TARGETS['drift_max']}, mirror error <= "
                  f"{TARGETS['mirror_error_max']} (degrees), on every photo")
@@ -223,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.mirror_average:  # the eye-line reference reads keypoints, not pixels: it stays as it is
-        predicts = {k: p if k == "ref_eye_line" else mirror_averaged(p) for k, p in predicts.items()}
+        predicts = {k: p if k in REFERENCES else mirror_averaged(p) for k, p in predicts.items()}
     result, _ = check_with_control(predicts, spec)
     result.update(run=str(args.run_dir), mirror_average=args.mirror_average)
     print(table(result))

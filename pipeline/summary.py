@@ -28,7 +28,7 @@ def _stage_headline(name: str, metrics: dict) -> str:
         parts.append(f"{len(metrics['failures'])} failed")
     photos = metrics.get("real_photos") if name == "benchmark" else None
     scored = {m: p for m, p in (photos or {}).items()
-              if isinstance(p, dict) and "roll_slope" in p and m != "ref_eye_line"}
+              if isinstance(p, dict) and "roll_slope" in p and not m.startswith("ref_")}  # ref_*: not models
     if scored:  # the real-photo check, per model; its figures are in summary.json and the report
         parts.append("real photos: " + ", ".join(f"{m} {'pass' if p['passes_all'] else 'FAIL'}"
                                                  for m, p in scored.items()))

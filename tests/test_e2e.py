@@ -63,7 +63,7 @@ def test_smoke_pipeline_produces_every_stage_and_artifact(smoke_run):
     # the default renders show heads as a crop turned with the eye line shows them: the spec says so
     assert meta["input"]["crop"] == CropSpec(rotate="eye_line").framing()
     photos = stages["benchmark"]["metrics"]["real_photos"]
-    assert set(photos) == {"student_float", "tflite_int8", "teacher", "ref_eye_line"}, photos
+    assert set(photos) == {"student_float", "tflite_int8", "teacher", "ref_eye_line", "ref_constant"}, photos
     assert all(p["passes_all"] in (True, False) and -5 < p["roll_slope"] < 5 for p in photos.values())
     assert 0.9 < photos["ref_eye_line"]["roll_slope"] < 1.1  # the check itself follows a turning face
     checked = json.loads((Path(stages["benchmark"]["dir"]) / "real_photos.json").read_text())

@@ -336,6 +336,23 @@ def test_steadiness_is_zero_for_a_constant_reading_and_not_for_one_that_reads_pi
     assert "constant       photos" in real_faces.steadiness_table(ranges)
 
 
+def test_control_pose_error_tells_a_constant_reading_from_a_reader() -> None:
+    """The blind spot the control's pose error covers: with crops turned by the eye line, a model that reads
+    nothing (zero in every crop) passes the label-change tests on the renders (roll is the eye line's, yaw
+    and pitch never drift), but it is as far from their exact poses as the poses are from frontal."""
+    from benchmarks import real_faces
+
+    def zero(crops: np.ndarray) -> np.ndarray:
+        return np.zeros((len(crops), 3))
+
+    result = real_faces.control({"zero": zero}, CropSpec(rotate="eye_line"))["models"]["zero"]
+    assert result["aggregate"]["passing"] >= photo_check.CONTROL_RENDERS // 2, result["aggregate"]
+    assert all(m["yaw_drift"] == 0.0 and m["pitch_drift"] == 0.0 for m in result["photos"].values())
+    poses = np.stack(list(photo_check.rendered_poses().values()))
+    frontal_gap = np.abs(poses[:, :2]).mean() * 2.0 / 3.0  # yaw and pitch read as 0; roll about right
+    assert result["aggregate"]["pose_error"]["mean"] > 0.8 * frontal_gap > 3.0, (result["aggregate"], frontal_gap)
+
+
 def test_real_faces_benchmark_names_a_missing_run(tmp_path, capsys) -> None:
     from benchmarks import real_faces
 
@@ -354,7 +371,7 @@ def test_real_faces_benchmark_measures_levers_on_a_run(smoke_run, tmp_path, caps
     r = json.loads(out.read_text())
     assert r["mirror_average"] and r["spec"]["box_source"] == detector.DETECTOR_NAME and r["spec"]["scale"] == 2.01
     assert r["spec"]["rotate"] == "eye_line"  # the run's own spec under the options
-    assert set(r["models"]) == {"student_float", "tflite_int8", "teacher", "ref_eye_line"}
+    assert set(r["models"]) == {"student_float", "tflite_int8", "teacher", "ref_eye_line", "ref_constant"}
     for model in r["models"].values():  # every photo found at every angle, and scored
         assert all(m.get("angles_detected") == len(photo_check.SWEEP) for m in model["photos"].values()), model
     out_text = capsys.readouterr().out

@@ -288,7 +288,8 @@ PHOTO_COLS = ["model", "photo", "pose (yaw, pitch, roll)", "roll slope", "roll R
               "mirror error", "passes"]
 
 
-CONTROL_COLS = ["model", "renders passing", "roll slope", "roll R^2", "yaw drift", "pitch drift", "mirror error"]
+CONTROL_COLS = ["model", "renders passing", "roll slope", "roll R^2", "yaw drift", "pitch drift", "mirror error",
+                "pose error (mean / worst)"]
 
 
 def real_photos_section(run: Run, figs: list[Figure]) -> Section | None:
@@ -319,7 +320,9 @@ def real_photos_section(run: Run, figs: list[Figure]) -> Section | None:
                          m["yaw_drift"], m["pitch_drift"], m["mirror_error"],
                          contract.photo_verdict(m["passes"], m["yaw_drift"] is None)])
     s.blocks.append(Table("real_photos", PHOTO_COLS, rows, "ref_eye_line: roll read off the detector's eye "
-                          "keypoints, what a roll that follows the face scores (it has no yaw or pitch)"))
+                          "keypoints, what a roll that follows the face scores (it has no yaw or pitch); "
+                          "ref_constant: a reading of zero in every crop, what the tests grant a model that does "
+                          "not look (passing them is necessary, not sufficient)"))
     control = result.get("control")
     if control:  # checks written before the control have none
         s.blocks.append(f"Control: {control['what']}. Here the models read faces of their own domain, so what they "
@@ -328,8 +331,12 @@ def real_photos_section(run: Run, figs: list[Figure]) -> Section | None:
         for model, r in control["models"].items():
             agg = r["aggregate"]
             rows.append([model, "-" if "yaw_drift" not in agg else f"{agg['passing']} of {agg['photos']}"]
-                        + [agg[k]["worst"] if k in agg else None for k in PHOTO_METRICS])
-        s.blocks.append(Table("real_photos_control", CONTROL_COLS, rows, "worst over the rendered faces"))
+                        + [agg[k]["worst"] if k in agg else None for k in PHOTO_METRICS]
+                        + [f"{agg['pose_error']['mean']} / {agg['pose_error']['worst']}" if agg.get("pose_error")
+                           else None])
+        s.blocks.append(Table("real_photos_control", CONTROL_COLS, rows, "worst over the rendered faces; pose "
+                              "error: the unturned render's reading against its exact pose, which the label-change "
+                              "tests cannot see (a constant reading passes them)"))
     figs.append(Figure("real_photos", png, "the real photos' crops with the int8 model's predicted axes"))
     s.blocks.append(figs[-1])
     return s
