@@ -112,6 +112,22 @@ def lr_lambda(total_steps: int, warmup_fraction: float) -> Callable[[int], float
     return f
 
 
+def frame_jitter(x: torch.Tensor, amount: float, seed: int, epoch: int, step: int) -> torch.Tensor:
+    """NCHW images each moved by up to ``amount`` of the side in x and y and scaled by 1 +- ``amount``,
+    edge pixels repeated (the crop spec's padding), bilinear. Why: a model read on a detector's boxes sees
+    each face framed a little differently in every frame, and a training set of fixed renders shows each
+    face one way only; the readings then move with the box (benchmarks.real_faces --steadiness). A pure
+    function of (seed, epoch, step), so a resumed run draws the same moves."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch * 1_009 + step + 1)
+    n = x.shape[0]
+    u = (torch.rand(n, 3, generator=g) * 2.0 - 1.0) * amount
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / (1.0 + u[:, 0])  # output pixel -> input: a larger face reads less
+    theta[:, :, 2] = 2.0 * u[:, 1:]  # a move of ``u`` of the side is 2u in affine_grid's [-1, 1] units
+    grid = nn.functional.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The permutation and flip coins of one epoch: a pure function of (seed, epoch)."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -229,6 +245,8 @@ def fit(model: nn.Module, step_fn: StepFn, data: TrainData, val_fn: ValFn, cfg: 
                 batch["x"] = torch.where(flip.view(-1, 1, 1, 1), batch["x"].flip(3), batch["x"])
                 batch["y"] = torch.where(flip.view(-1, 1), batch["y"] * mirror, batch["y"])
                 batch["flip"] = flip
+            if cfg.frame_jitter and batch["x"].dim() == 4:
+                batch["x"] = frame_jitter(batch["x"], cfg.frame_jitter, cfg.seed, epoch, step)
             with dev.autocast(cfg.cpu_bf16):
                 parts = step_fn(train_model, batch)
             opt.zero_grad(set_to_none=True)

@@ -63,3 +63,24 @@ def test_flag_report_scores_element_and_sample_rejection(tmp_path) -> None:
     assert (by_sample["flagged_elements"], by_sample["precision"], by_sample["recall"]) == (4, 1.0, 1.0)
     assert by_sample["missed_error_share"] == 0.0
     assert (tmp_path / "s.csv").read_text().count("\n") == 3  # header + the two flagged samples
+
+
+def test_frame_jitter_moves_and_scales_each_image_repeatably() -> None:
+    """``train.frame_jitter``: a pure function of (seed, epoch, step), so a resumed run draws the same moves;
+    every image moves on its own; a flat image stays flat (edge pixels repeated, no black border); and the
+    move is what it says: a bright dot moves by at most ``amount`` of the side (plus the scaling's share)."""
+    from pipeline.train import frame_jitter
+
+    x = torch.zeros(8, 3, 64, 64)
+    x[:, :, 31:33, 31:33] = 1.0  # a dot at the centre
+    a, b = frame_jitter(x, 0.05, 0, 3, 7), frame_jitter(x, 0.05, 0, 3, 7)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, frame_jitter(x, 0.05, 0, 3, 8))
+    grid = torch.arange(64, dtype=torch.float32)
+    w = a[:, 0]
+    centre = torch.stack([(w.sum(1) * grid).sum(1), (w.sum(2) * grid).sum(1)], 1) / w.sum((1, 2)).unsqueeze(1)
+    moved = (centre - 31.5).abs()
+    assert float(moved.max()) <= 0.05 * 64 + 0.5 and float(moved.max()) > 0.5, moved
+    assert len({tuple(c.round(decimals=2).tolist()) for c in centre}) == len(x)  # one move per image
+    flat = torch.full((4, 3, 64, 64), 0.4)
+    assert torch.allclose(frame_jitter(flat, 0.08, 1, 0, 0), flat, atol=1e-6)
