@@ -108,4 +108,5 @@ def test_setting_one_nested_key_keeps_the_sections_other_defaults():
     default = load_config("face_pose.yaml")
     assert cfg.distill.train.epochs == 2 and cfg.qat.train.epochs == 1
     assert cfg.distill.train.lr == default.distill.train.lr != default.teacher.train.lr
-    assert cfg.distill.train.augment is False and cfg.qat.train.lr == default.qat.train.lr
+    assert cfg.distill.train.augment is True and cfg.distill.train.frame_jitter == default.distill.train.frame_jitter
+    assert default.teacher.train.frame_jitter == 0.0 and cfg.qat.train.lr == default.qat.train.lr
