@@ -38,6 +38,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from pipeline import contract
 from pipeline.data.synthetic_faces import SyntheticFacesConfig, render_faces, sample_poses
 from pipeline.data.transforms import (
     frame_pose,
@@ -224,8 +225,8 @@ def constant_reading(crops: np.ndarray) -> np.ndarray:
     return np.zeros((len(crops), 3))
 
 
-# Rows of the check that are not models: what the tests give a roll read off the eyes and a constant reading
-REFERENCES = ("ref_eye_line", "ref_constant")
+# Rows of the check that are not models, named once in the run's contract (summary.json leaves them out)
+REFERENCES = contract.PHOTO_REFERENCES
 
 
 def photo_crops(spec: CropSpec, names: Sequence[str] = photo_set.NAMES, sweep: Sequence[float] = SWEEP

@@ -356,6 +356,11 @@ def load_real_photos(stage: StageDir | Path) -> tuple[dict, bytes] | None:
     return read_json(artifact_path(stage, "real_photos_json")), artifact_path(stage, "real_photos_png").read_bytes()
 
 
+# Rows of the real-photo check that are not models (benchmarks.photo_check): a roll read off the detector's
+# eyes and a constant reading, what the tests grant a model that follows the eyes or does not look at all
+PHOTO_REFERENCES = ("ref_eye_line", "ref_constant")
+
+
 def photo_verdict(passed: bool, roll_only: bool) -> str:
     """How a row of the real-photo check reads: "yes" / "no", or "-" for a reader with no yaw or pitch (the
     eye-line reference), which the targets cannot judge."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.contract import load_export_report
+from pipeline.contract import PHOTO_REFERENCES, load_export_report
 from pipeline.runs import ArtifactError
 
 
@@ -28,7 +28,7 @@ def _stage_headline(name: str, metrics: dict) -> str:
         parts.append(f"{len(metrics['failures'])} failed")
     photos = metrics.get("real_photos") if name == "benchmark" else None
     scored = {m: p for m, p in (photos or {}).items()
-              if isinstance(p, dict) and "roll_slope" in p and not m.startswith("ref_")}  # ref_*: not models
+              if isinstance(p, dict) and "roll_slope" in p and m not in PHOTO_REFERENCES}
     if scored:  # the real-photo check, per model; its figures are in summary.json and the report
         parts.append("real photos: " + ", ".join(f"{m} {'pass' if p['passes_all'] else 'FAIL'}"
                                                  for m, p in scored.items()))
