@@ -34,26 +34,19 @@ degrees (yaw, pitch, roll)), tests each against ``TARGETS`` and aggregates: wors
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import numpy as np
 
 from pipeline import contract
 from pipeline.data.synthetic_faces import SyntheticFacesConfig, render_faces, sample_poses
-from pipeline.data.transforms import (
-    frame_pose,
-    mirror_image,
-    mirror_pose,
-    rotate_image,
-    rotate_pose,
-)
+from pipeline.data.transforms import mirror_pose, rotate_pose
+from pipeline.data.turns import SWEEP, centre_of, crops_for, in_frame  # noqa: F401 (the check's names)
 from pipeline.faces import photos as photo_set
-from pipeline.faces.crop import CropSpec, crop_angle, crop_pixels
-from pipeline.faces.detector import Detection, detect
+from pipeline.faces.crop import CropSpec, crop_pixels
+from pipeline.faces.detector import detect
 from pipeline.faces.locate import locator
 
 Predict = Callable[[np.ndarray], np.ndarray]
-SWEEP = tuple(float(t) for t in range(-40, 41, 10))
 # What a face model must meet on every photo for the check to pass (docs/real-faces.md).
 TARGETS = {"roll_slope": (0.9, 1.1), "roll_r2_min": 0.95, "drift_max": 8.0, "mirror_error_max": 5.0}
 METRICS = ("roll_slope", "roll_r2", "yaw_drift", "pitch_drift", "mirror_error")
@@ -63,60 +56,6 @@ CONTROL_RENDERS = 6
 _CONTROL = SyntheticFacesConfig(image_size=128, yaw_range=20.0, pitch_range=15.0, scale_jitter=0.0,
                                 translate_jitter=0.0, occlusion_prob=0.0)
 JITTER = 0.02  # jittered_crops: box moves and scalings, a fraction of its side
-
-
-def _centre(box: Sequence[float]) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
-
-
-def _nearest(found: list[Detection], centre: np.ndarray) -> Detection | None:
-    """The detection whose box centre is closest to ``centre`` (the face being followed)."""
-    return min(found, key=lambda d: float(np.linalg.norm(_centre(d.box) - centre)), default=None)
-
-
-def crops_for(image: np.ndarray, spec: CropSpec, sweep: Sequence[float] = SWEEP) -> dict:
-    """The crops a model sees for one photo: ``sweep`` crops (None where no face was found), the
-    original's and the mirror's, each with the angle its crop turned (``angles``: original, sweep...,
-    mirror; 0 unless the spec turns crops with the eye line); or ``{"error": ...}`` when the original
-    shows no face. Faces are found as the spec's ``box_source`` says (``pipeline.faces.locate.locator``)."""
-
-    draw_boxes = locator(spec.box_source)
-
-    def find(img: np.ndarray, near: np.ndarray | None) -> Detection | None:
-        found = draw_boxes(img)
-        return (found[0] if found else None) if near is None else _nearest(found, near)
-
-    face = find(image, None)
-    if face is None:
-        return {"error": "no face detected"}
-    centre = _centre(face.box)
-    sweep_crops, angles = [], [crop_angle(spec, face.keypoints)]
-    for t in sweep:
-        turned = rotate_image(image, t, tuple(centre))
-        det = find(turned, centre)
-        sweep_crops.append(None if det is None else crop_pixels(turned, det.box, spec, det.keypoints))
-        angles.append(None if det is None else crop_angle(spec, det.keypoints))
-    mirrored = mirror_image(image)
-    det_m = find(mirrored, np.array([image.shape[1] - centre[0], centre[1]]))
-    angles.append(None if det_m is None else crop_angle(spec, det_m.keypoints))
-    return {"box": [round(v, 1) for v in face.box], "score": round(face.score, 3),
-            "original": crop_pixels(image, face.box, spec, face.keypoints), "sweep": sweep_crops,
-            "mirror": None if det_m is None else crop_pixels(mirrored, det_m.box, spec, det_m.keypoints),
-            "angles": angles,
-            # the photo's crop as it stands in the frame (not turned): what a pose in the frame is drawn on
-            "shown": crop_pixels(image, face.box, replace(spec, rotate="none"))}
-
-
-def in_frame(pred: np.ndarray, angles: Sequence[float]) -> np.ndarray:
-    """(N, 3) model readings on turned crops -> poses in their frames (``frame_pose``); an output the
-    model does not give (NaN) stays NaN, the others read as if it were 0."""
-    out = np.array(pred, np.float64)
-    for i, a in enumerate(angles):
-        if a:
-            missing = ~np.isfinite(out[i])
-            out[i] = frame_pose(np.nan_to_num(out[i]), a)
-            out[i, missing] = np.nan
-    return out
 
 
 def mirror_averaged(predict: Predict) -> Predict:
@@ -243,7 +182,7 @@ def jittered_crops(image: np.ndarray, spec: CropSpec, step: float = JITTER) -> n
     if not found:
         return None
     face = found[0]
-    cx, cy = _centre(face.box)
+    cx, cy = centre_of(face.box)
     out = []
     for dx in (-step, 0.0, step):
         for dy in (-step, 0.0, step):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from benchmarks import photo_check
 from pipeline import contract
+from pipeline.data import turns
 from pipeline.data.face_render import rotation_matrices
 from pipeline.data.face_render_params import Appearance
 from pipeline.data.framing import measure_renders
@@ -293,12 +294,12 @@ def test_second_look_follows_a_turning_face() -> None:
     assert CropSpec().box_source == locate.BOX_SOURCE
     image = photos.load("hopper")
     first_up, second_up = detector.detect(image)[0], locate.locate(image)[0]
-    centre = photo_check._centre(first_up.box)
-    assert np.linalg.norm(photo_check._centre(second_up.box) - centre) < 0.05 * first_up.size
+    centre = turns.centre_of(first_up.box)
+    assert np.linalg.norm(turns.centre_of(second_up.box) - centre) < 0.05 * first_up.size
     for t in (-40.0, 40.0):
         turned = rotate_image(image, t, tuple(centre))
-        first = photo_check._nearest(detector.detect(turned), centre)
-        second = photo_check._nearest(locate.locate(turned), centre)
+        first = turns.nearest(detector.detect(turned), centre)
+        second = turns.nearest(locate.locate(turned), centre)
         first_err = abs(crop_angle(level, first.keypoints) - crop_angle(level, first_up.keypoints) - t)
         second_err = abs(crop_angle(level, second.keypoints) - crop_angle(level, second_up.keypoints) - t)
         assert first.size / first_up.size < 0.9, t  # the problem
