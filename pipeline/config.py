@@ -154,6 +154,10 @@ class DistillConfig:
         "auto", "which head the exported single-output student answers with (two-headed methods); 'auto' "
                 "picks, after training, the head with the lowest noisy-validation error on the samples the "
                 "teacher does not flag (epochs are selected on the 'mean' head). docs/results.md: knob defaults")
+    real_faces: int = option(
+        0, "face-pose sources: times each crop of the real-face pseudo-labels (scikit-image's 100 LFW faces, "
+           "turned and mirrored, the teacher's readings made exactly consistent; pipeline.data.pseudo_faces) "
+           "is added to the student's training set, in distill and QAT; 0: renders only", min=0, max=20)
     # Flips and framing jitter: the student sees the 20000 renders 40 times; shown each one way it reads
     # 6.24 deg on the default preset, flipped 5.54, flipped and moved / scaled by up to 4 % 4.93 (one seed,
     # docs/results.md: augmenting the student). The teacher's predictions on mirrored images are computed
@@ -328,6 +332,9 @@ def consistency_problems(cfg: Config) -> list[str]:
         if by_count and train.batch_size > cfg.data.n_train:
             out.append(f"{section}.train.batch_size ({train.batch_size}) exceeds data.n_train "
                        f"({cfg.data.n_train}); lower the batch size or raise n_train")
+    if cfg.distill.real_faces and not _has_face_crop(cfg.data):
+        out.append(f"distill.real_faces: data.source {cfg.data.source!r} has no face crop spec to cut real faces "
+                   "with (face-pose sources framed as a detector frames a face have one); set distill.real_faces=0")
     if cfg.qat.freeze_bn_epoch > cfg.qat.freeze_observers_epoch:
         out.append(f"qat.freeze_bn_epoch ({cfg.qat.freeze_bn_epoch}) is after qat.freeze_observers_epoch "
                    f"({cfg.qat.freeze_observers_epoch}); freeze batch-norm statistics first")
@@ -337,6 +344,11 @@ def consistency_problems(cfg: Config) -> list[str]:
         if not torch.cuda.is_available():
             out.append("device: 'cuda' but no CUDA device is visible; use device=auto or device=cpu")
     return out
+
+
+def _has_face_crop(data: DataConfig) -> bool:
+    source = SOURCES.get(data.source)
+    return bool(source and source.crop and source.crop(data) is not None)
 
 
 def data_problems(data: DataConfig) -> list[str]:

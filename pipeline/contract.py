@@ -291,6 +291,12 @@ def load_predictions(stage: StageDir | Path) -> dict[str, Any]:
     return read_npz(artifact_path(stage, "predictions"), "teacher")
 
 
+def load_real_faces(stage: StageDir | Path) -> tuple[Any, Any]:
+    """The distill stage's real-face pseudo-labels (``distill.real_faces``): uint8 crops and their targets."""
+    z = read_npz(artifact_path(stage, "real_faces"), "distill")
+    return z["x"], z["y"]
+
+
 def load_data_stats(stage: StageDir | Path) -> dict[str, Any]:
     """The data stage's ``stats.json``: output names, units, normalisation, mirror signs."""
     return read_json(artifact_path(stage, "stats"))

@@ -1,6 +1,7 @@
 """The distillation objective the distill and QAT stages share: the per-output outlier threshold from the
-teacher's residuals, the training step of a method on the teacher's cached predictions, and the teacher's
-predictions on mirrored images for flip augmentation.
+teacher's residuals, the training step of a method on the teacher's cached predictions, the teacher's
+predictions on mirrored images for flip augmentation, and the real-face pseudo-labels added to the
+training set (``distill.real_faces``).
 
 It sits below the stages so that QAT fine-tunes with exactly distill's objective without importing the
 distill stage: a stage reads another stage's products through :mod:`pipeline.contract`, never its code.
@@ -15,9 +16,11 @@ import numpy as np
 import torch
 
 from pipeline.contract import load_teacher
+from pipeline.data import pseudo_faces
+from pipeline.data.sources import SOURCES
 from pipeline.losses import LossParams, Method, outlier_threshold, robust_sigma
 from pipeline.runs import StageDir
-from pipeline.train import predict
+from pipeline.train import TrainData, predict
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +62,24 @@ def flipped_teacher_extras(teacher_stage: StageDir | Path, x_train: np.ndarray, 
     log.info("teacher predictions on %d mirrored training images computed once for flip augmentation",
              len(mirrored))
     return {"y_t_flip": torch.from_numpy(y_flip)}
+
+
+def real_face_set(data_cfg, teacher_stage: StageDir | Path, dev) -> tuple[np.ndarray, np.ndarray]:
+    """The real-face pseudo-labels (:mod:`pipeline.data.pseudo_faces`): LFW crops cut by the data source's
+    crop spec, with the teacher's readings made exactly consistent as targets."""
+    spec = SOURCES[data_cfg.source].crop(data_cfg)
+    teacher = load_teacher(teacher_stage, dev.device)
+    return pseudo_faces.pseudo_labelled(lambda crops: predict(teacher, torch.from_numpy(crops), dev), spec)
+
+
+def with_real_faces(train: TrainData, x: np.ndarray, y: np.ndarray, repeats: int) -> TrainData:
+    """``train`` with the pseudo-labelled crops appended ``repeats`` times. Their label and teacher targets
+    are both the consistent target (the teacher has already spoken: no label noise to reject), and a
+    flipped one's is the target mirrored, exactly as the flip changes the pose."""
+    xr, yr = torch.from_numpy(np.concatenate([x] * repeats)), torch.from_numpy(np.concatenate([y] * repeats))
+    yr = yr.to(train.y.dtype)
+    extras = {"y_t": torch.cat([train.extras["y_t"], yr.to(train.extras["y_t"].dtype)])}
+    if "y_t_flip" in train.extras:
+        extras["y_t_flip"] = torch.cat([train.extras["y_t_flip"], yr * train.mirror_signs.to(yr.dtype)])
+    return TrainData(torch.cat([train.x, xr]), torch.cat([train.y, yr]), extras=extras,
+                     mirror_signs=train.mirror_signs)

@@ -64,8 +64,9 @@ def test_out_of_range_and_bad_choice():
 
 
 def test_contradictions():
-    probs = problems_of({"data": {"source": "sinusoid", "n_train": 32},
+    probs = problems_of({"data": {"source": "sinusoid", "n_train": 32}, "distill": {"real_faces": 2},
                          "export": {"formats": ["onnx_fp32", "onnx_fp32", "pdf"]}})
+    assert any(p.startswith("distill.real_faces: data.source 'sinusoid' has no face crop spec") for p in probs)
     assert any(p.startswith("teacher.arch: 'cnn_l' takes image inputs") for p in probs)
     assert any(p.startswith("distill.arch: 'mobile_s' takes image inputs") for p in probs)
     assert any(p.startswith("export.formats[2]: unknown format 'pdf'") for p in probs)

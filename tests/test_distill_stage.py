@@ -1,5 +1,5 @@
 """The distill stage's parts: flip augmentation reads the teacher's predictions on mirrored images (computed once
-before training), and the outlier flagger's report and scores."""
+before training), the outlier flagger's report and scores, and the real-face pseudo-labels."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import types
 import numpy as np
 import torch
 
-from pipeline import objective
+from pipeline import api, contract, objective
+from pipeline.data import pseudo_faces
+from pipeline.data.transforms import mirror_pose, rotate_pose
 from pipeline.device import DeviceInfo
-from pipeline.stages import distill
-from pipeline.train import to_model_input
+from pipeline.faces.crop import CropSpec
+from pipeline.stages import distill, qat
+from pipeline.train import TrainData, to_model_input
 from tests.conftest import make_tiny_student
 
 
@@ -84,3 +87,65 @@ def test_frame_jitter_moves_and_scales_each_image_repeatably() -> None:
     assert len({tuple(c.round(decimals=2).tolist()) for c in centre}) == len(x)  # one move per image
     flat = torch.full((4, 3, 64, 64), 0.4)
     assert torch.allclose(frame_jitter(flat, 0.08, 1, 0, 0), flat, atol=1e-6)
+
+
+def test_real_face_targets_follow_turns_and_the_mirror_exactly() -> None:
+    """Whatever the teacher reads, the targets of one face's crops are one pose carried exactly into each
+    crop: brought back into the frame (the crop's turn, the sweep's turn or the mirror undone) they agree."""
+    rng = np.random.default_rng(3)
+    kinds = [("o", 0.0, 2.0), ("s", -40.0, -37.0), ("s", 20.0, 23.5), ("m", 0.0, -1.5)]
+    readings = rng.uniform(-25, 25, size=(len(kinds), 3))
+    targets = pseudo_faces.consistent_targets(readings, kinds)
+    upright = []
+    for (kind, t, a), q in zip(kinds, targets, strict=True):
+        framed = rotate_pose(q, a)
+        upright.append(mirror_pose(framed) if kind == "m" else rotate_pose(framed, -t))
+    assert np.allclose(upright, upright[0], atol=1e-6)
+    # and that pose is the readings' mean in the upright frame
+    mean = np.mean([mirror_pose(rotate_pose(q, a)) if k == "m" else rotate_pose(rotate_pose(q, a), -t)
+                    for (k, t, a), q in zip(kinds, readings, strict=True)], 0)
+    assert np.allclose(upright[0], mean, atol=1e-6)
+
+
+def test_real_face_set_cuts_lfw_faces_and_joins_the_training_set(monkeypatch) -> None:
+    spec = CropSpec(size=64, rotate="eye_line")
+    every = pseudo_faces.photos.lfw_faces()
+    monkeypatch.setattr(pseudo_faces.photos, "lfw_faces", lambda: every[:2])
+    x, y = pseudo_faces.pseudo_labelled(lambda crops: crops.reshape(len(crops), -1)[:, :3] / 10.0, spec,
+                                        sides=(100,))
+    # two faces, each upright, turned at 9 angles and mirrored, when the detector finds it every time
+    assert x.dtype == np.uint8 and x.shape[1:] == (64, 64, 3) and 12 <= len(x) <= 22
+    assert y.shape == (len(x), 3) and np.isfinite(y).all()
+    train = TrainData(torch.zeros(5, 64, 64, 3, dtype=torch.uint8), torch.zeros(5, 3),
+                      extras={"y_t": torch.ones(5, 3), "y_t_flip": torch.ones(5, 3)},
+                      mirror_signs=torch.tensor([-1.0, 1.0, -1.0]))
+    both = objective.with_real_faces(train, x, y, repeats=2)
+    assert len(both) == 5 + 2 * len(x)
+    assert torch.equal(both.y[5:5 + len(x)], torch.from_numpy(y))
+    assert torch.equal(both.extras["y_t"][5:], both.y[5:])  # the consistent target is both targets
+    assert torch.equal(both.extras["y_t_flip"][5:], both.y[5:] * torch.tensor([-1.0, 1.0, -1.0]))
+
+
+def test_distill_and_qat_train_on_the_real_face_set(tmp_path, monkeypatch) -> None:
+    """distill.real_faces: distill cuts the set, trains on it and keeps it for QAT, which trains on it too."""
+    every = pseudo_faces.photos.lfw_faces()
+    monkeypatch.setattr(pseudo_faces.photos, "lfw_faces", lambda: every[:2])
+    monkeypatch.setattr(pseudo_faces, "SIDES", (100,))
+    sizes = []
+    joined = objective.with_real_faces
+
+    def spy(train, x, y, repeats):
+        out = joined(train, x, y, repeats)
+        sizes.append((len(train), len(x), len(out)))
+        return out
+
+    monkeypatch.setattr(distill, "with_real_faces", spy)
+    monkeypatch.setattr(qat, "with_real_faces", spy)
+    result = api.run("smoke", ["distill.real_faces=3", "threads=1", "data.n_train=128", "data.n_val=32",
+                               "data.n_test=32", "teacher.train.epochs=1", "distill.train.epochs=1"],
+                     out=tmp_path, only=["qat"])
+    assert not result.failed, result.failures
+    (stage,) = tmp_path.glob("smoke/distill-*")
+    x, y = contract.load_real_faces(stage)
+    assert x.dtype == np.uint8 and x.shape[1:] == (64, 64, 3) and y.shape == (len(x), 3) and len(x) >= 12
+    assert sizes == [(128, len(x), 128 + 3 * len(x))] * 2  # distill, then QAT on the same set

@@ -23,8 +23,20 @@ from pipeline.losses import METHODS, LossParams, inlier_mask
 from pipeline.models import build_model
 from pipeline.models.complexity import count_macs, count_params
 from pipeline.models.student import HEADS, auto_head, select_head
-from pipeline.objective import dataset_threshold, distill_step, flipped_teacher_extras
-from pipeline.runs import StageContext, atomic_torch_save, atomic_write_json, atomic_write_text
+from pipeline.objective import (
+    dataset_threshold,
+    distill_step,
+    flipped_teacher_extras,
+    real_face_set,
+    with_real_faces,
+)
+from pipeline.runs import (
+    StageContext,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_npz,
+    atomic_write_text,
+)
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.train import TrainData, fit, network_train_config, predict, to_model_input
@@ -34,6 +46,7 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "student.pt"
 FLAGGED_FILE = "flagged_outliers.csv"
 THRESHOLD_FILE = "tor_threshold.json"
+REAL_FACES_FILE = "real_faces.npz"
 
 
 def config_slice(cfg: Config) -> dict:
@@ -99,6 +112,13 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
         extras.update(flipped_teacher_extras(teacher_dir, data.x("train"), dev))
     train = TrainData(torch.from_numpy(data.x("train")), torch.from_numpy(data.y("train")), extras=extras,
                       mirror_signs=torch.tensor(mirror) if mirror else None)
+    products = {}
+    if d.real_faces:
+        real_x, real_y = real_face_set(cfg.data, teacher_dir, dev)
+        train = with_real_faces(train, real_x, real_y, d.real_faces)
+        if ctx.is_writer:  # QAT fine-tunes on the same set; kept for inspection as well
+            atomic_write_npz(ctx.dir / REAL_FACES_FILE, x=real_x, y=real_y)
+        products["real_faces"] = REAL_FACES_FILE
     head = exported_head(cfg)
 
     step = distill_step(method, params, tied_heads=False)
@@ -152,7 +172,7 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
              d.method, metrics["test_mae"], head, metrics["teacher_test_mae"], flagger["precision"],
              flagger["recall"])
     return StageOutput(as_metrics(from_dict(DistillMetrics, metrics)), {"model": MODEL_FILE, "flagged_outliers": FLAGGED_FILE,
-                                 "threshold": THRESHOLD_FILE, "metrics": "metrics.jsonl"})
+                                 "threshold": THRESHOLD_FILE, "metrics": "metrics.jsonl", **products})
 
 
 STAGE = Stage("distill", ("data", "teacher"), config_slice, run)

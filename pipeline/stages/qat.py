@@ -22,11 +22,18 @@ import torch
 
 from pipeline import quant
 from pipeline.config import Config
-from pipeline.contract import QatMetrics, as_metrics, load_predictions, load_student, load_threshold
+from pipeline.contract import (
+    QatMetrics,
+    as_metrics,
+    load_predictions,
+    load_real_faces,
+    load_student,
+    load_threshold,
+)
 from pipeline.data.dataset import load_dataset
 from pipeline.evaluate import errors, mae
 from pipeline.losses import METHODS, LossParams
-from pipeline.objective import distill_step, flipped_teacher_extras
+from pipeline.objective import distill_step, flipped_teacher_extras, with_real_faces
 from pipeline.runs import StageContext, atomic_save, atomic_write_json
 from pipeline.schema import to_dict
 from pipeline.stages.base import Stage, StageOutput, StageSkipped
@@ -80,6 +87,8 @@ def run(cfg: Config, ctx: StageContext) -> StageOutput:
         extras.update(flipped_teacher_extras(ctx.upstream["teacher"].path, data.x("train"), dev))
     train = TrainData(torch.from_numpy(data.x("train")), torch.from_numpy(data.y("train")),
                       extras=extras, mirror_signs=torch.tensor(mirror) if mirror else None)
+    if cfg.distill.real_faces:  # the student's real-face pseudo-labels, as distill trained on them
+        train = with_real_faces(train, *load_real_faces(ctx.upstream["distill"]), cfg.distill.real_faces)
     step = distill_step(method, params, tied_heads=True)
 
     def schedule(model, epoch: int) -> None:
