@@ -40,7 +40,7 @@ import numpy as np
 from pipeline import contract
 from pipeline.data.synthetic_faces import SyntheticFacesConfig, render_faces, sample_poses
 from pipeline.data.transforms import mirror_pose, rotate_pose
-from pipeline.data.turns import SWEEP, centre_of, crops_for, in_frame  # noqa: F401 (the check's names)
+from pipeline.data.turns import SWEEP, centre_of, crops_for, found_crops, in_frame
 from pipeline.faces import photos as photo_set
 from pipeline.faces.crop import CropSpec, crop_pixels
 from pipeline.faces.detector import detect
@@ -83,17 +83,14 @@ def score(crops: dict, predict: Predict, sweep: Sequence[float] = SWEEP) -> dict
     """One photo's metrics from its ``crops_for`` crops under one model."""
     if "error" in crops:
         return {"error": crops["error"]}
-    have = [i for i, c in enumerate(crops["sweep"]) if c is not None]
-    if len(have) < 3:
-        return {"error": f"face found at only {len(have)} of {len(sweep)} sweep angles"}
-    batch = [crops["original"]] + [crops["sweep"][i] for i in have]
-    batch += [crops["mirror"]] if crops["mirror"] is not None else []
-    angles = crops.get("angles") or [0.0] * (len(sweep) + 2)
-    angles = [angles[0]] + [angles[1 + i] for i in have] + ([angles[-1]] if crops["mirror"] is not None else [])
-    pred = in_frame(np.asarray(predict(np.stack(batch)), np.float64).reshape(len(batch), 3), angles)
+    batch, found = found_crops(crops, sweep)
+    t = np.array([f.turn for f in found if f.kind == "turned"])
+    if len(t) < 3:
+        return {"error": f"face found at only {len(t)} of {len(sweep)} sweep angles"}
+    pred = in_frame(np.asarray(predict(np.stack(batch)), np.float64).reshape(len(batch), 3),
+                    [f.crop_turn for f in found])
     base = pred[0]
-    t = np.array([sweep[i] for i in have])
-    got = pred[1:1 + len(have)]
+    got = pred[1:1 + len(t)]
     if not np.isfinite(base[2]):
         return {"error": "the model gave no roll for the unturned photo"}
     # a model without yaw or pitch (NaN) is taken as seeing a frontal face
@@ -109,7 +106,7 @@ def score(crops: dict, predict: Predict, sweep: Sequence[float] = SWEEP) -> dict
     def num(v: float, digits: int = 2) -> float | None:  # NaN (an output a model does not give) -> None
         return round(float(v), digits) if np.isfinite(v) else None
 
-    out = {"box": crops["box"], "detector_score": crops["score"], "angles_detected": len(have),
+    out = {"box": crops["box"], "detector_score": crops["score"], "angles_detected": len(t),
            "pose": [num(v) for v in base], "roll_slope": num(slope, 3), "roll_r2": num(r2, 3),
            "yaw_drift": num(np.ptp(resid[:, 0])), "pitch_drift": num(np.ptp(resid[:, 1])), "mirror_error": None}
     if crops["mirror"] is not None:

@@ -11,6 +11,7 @@ import torch
 from pipeline import api, contract, objective
 from pipeline.data import pseudo_faces
 from pipeline.data.transforms import mirror_pose, rotate_pose
+from pipeline.data.turns import Found
 from pipeline.device import DeviceInfo
 from pipeline.faces.crop import CropSpec
 from pipeline.stages import distill, qat
@@ -93,16 +94,17 @@ def test_real_face_targets_follow_turns_and_the_mirror_exactly() -> None:
     """Whatever the teacher reads, the targets of one face's crops are one pose carried exactly into each
     crop: brought back into the frame (the crop's turn, the sweep's turn or the mirror undone) they agree."""
     rng = np.random.default_rng(3)
-    kinds = [("o", 0.0, 2.0), ("s", -40.0, -37.0), ("s", 20.0, 23.5), ("m", 0.0, -1.5)]
+    kinds = [Found("original", 0.0, 2.0), Found("turned", -40.0, -37.0), Found("turned", 20.0, 23.5),
+             Found("mirror", 0.0, -1.5)]
     readings = rng.uniform(-25, 25, size=(len(kinds), 3))
     targets = pseudo_faces.consistent_targets(readings, kinds)
     upright = []
     for (kind, t, a), q in zip(kinds, targets, strict=True):
         framed = rotate_pose(q, a)
-        upright.append(mirror_pose(framed) if kind == "m" else rotate_pose(framed, -t))
+        upright.append(mirror_pose(framed) if kind == "mirror" else rotate_pose(framed, -t))
     assert np.allclose(upright, upright[0], atol=1e-6)
     # and that pose is the readings' mean in the upright frame
-    mean = np.mean([mirror_pose(rotate_pose(q, a)) if k == "m" else rotate_pose(rotate_pose(q, a), -t)
+    mean = np.mean([mirror_pose(rotate_pose(q, a)) if k == "mirror" else rotate_pose(rotate_pose(q, a), -t)
                     for (k, t, a), q in zip(kinds, readings, strict=True)], 0)
     assert np.allclose(upright[0], mean, atol=1e-6)
 

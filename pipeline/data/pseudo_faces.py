@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.data.transforms import mirror_pose, rotate_pose
-from pipeline.data.turns import SWEEP, crops_for
+from pipeline.data.turns import SWEEP, Found, crops_for, found_crops
 from pipeline.faces import photos
 from pipeline.faces.crop import CropSpec
 
@@ -57,35 +57,18 @@ def lfw_frames(sides: Sequence[int] = SIDES) -> list[np.ndarray]:
     return frames
 
 
-def _face_crops(image: np.ndarray, spec: CropSpec) -> tuple[list[np.ndarray], list[tuple[str, float, float]]]:
-    """One frame's crops and, for each, (kind, sweep angle, crop turn): kind "o" original, "s" turned, "m"
-    mirrored. Empty when the detector finds no face."""
-    c = crops_for(image, spec, SWEEP)
-    if "error" in c:
-        return [], []
-    crops, kinds = [c["original"]], [("o", 0.0, c["angles"][0])]
-    for t, crop, a in zip(SWEEP, c["sweep"], c["angles"][1:-1], strict=True):
-        if crop is not None:
-            crops.append(crop)
-            kinds.append(("s", t, a))
-    if c["mirror"] is not None:
-        crops.append(c["mirror"])
-        kinds.append(("m", 0.0, c["angles"][-1]))
-    return crops, kinds
-
-
-def consistent_targets(readings: np.ndarray, kinds: Sequence[tuple[str, float, float]]) -> np.ndarray:
+def consistent_targets(readings: np.ndarray, found: Sequence[Found]) -> np.ndarray:
     """(N, 3) readings of one face's crops -> (N, 3) targets: the mean of the readings in the upright
     photo's frame, carried exactly back into each crop. Exactly consistent by construction: the targets
     of a turned crop and of the mirrored crop are the turn and the mirror of the upright one."""
     upright = []
-    for (kind, t, a), q in zip(kinds, np.asarray(readings, np.float64), strict=True):
+    for (kind, t, a), q in zip(found, np.asarray(readings, np.float64), strict=True):
         framed = rotate_pose(q, a) if a else q
-        upright.append(mirror_pose(framed) if kind == "m" else rotate_pose(framed, -t) if t else framed)
+        upright.append(mirror_pose(framed) if kind == "mirror" else rotate_pose(framed, -t) if t else framed)
     pose = np.mean(upright, 0)
     out = []
-    for kind, t, a in kinds:
-        framed = mirror_pose(pose) if kind == "m" else rotate_pose(pose, t) if t else pose
+    for kind, t, a in found:
+        framed = mirror_pose(pose) if kind == "mirror" else rotate_pose(pose, t) if t else pose
         out.append(rotate_pose(framed, -a) if a else framed)
     return np.stack(out)
 
@@ -93,20 +76,21 @@ def consistent_targets(readings: np.ndarray, kinds: Sequence[tuple[str, float, f
 def pseudo_labelled(teacher: Predict, spec: CropSpec, sides: Sequence[int] = SIDES
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 crops (N, size, size, 3), float32 targets (N, 3)) over every LFW face the detector finds."""
-    xs, ys, found = [], [], 0
+    xs, ys, faces = [], [], 0
     frames = lfw_frames(sides)
     for image in frames:
-        crops, kinds = _face_crops(image, spec)
-        if not crops:
+        c = crops_for(image, spec, SWEEP)
+        if "error" in c:
             continue
-        found += 1
+        crops, found = found_crops(c)
+        faces += 1
         stack = np.stack(crops)
         xs.append(stack)
-        ys.append(consistent_targets(teacher(stack), kinds))
+        ys.append(consistent_targets(teacher(stack), found))
     if not xs:
         raise RuntimeError("the detector found no face in any LFW frame; the crop spec's box source is broken")
     x, y = np.concatenate(xs), np.concatenate(ys).astype(np.float32)
     log.info("real-face pseudo-labels: %d crops of %d of %d LFW frames (faces %s px); teacher consensus "
-             "spread yaw / pitch / roll %s deg", len(x), found, len(frames), "/".join(map(str, sides)),
+             "spread yaw / pitch / roll %s deg", len(x), faces, len(frames), "/".join(map(str, sides)),
              " / ".join(f"{v:.1f}" for v in y.std(0)))
     return x, y

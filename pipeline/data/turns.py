@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -67,6 +68,30 @@ def crops_for(image: np.ndarray, spec: CropSpec, sweep: Sequence[float] = SWEEP)
             "angles": angles,
             # the photo's crop as it stands in the frame (not turned): what a pose in the frame is drawn on
             "shown": crop_pixels(image, face.box, replace(spec, rotate="none"))}
+
+
+class Found(NamedTuple):
+    """One crop ``crops_for`` found: ``kind`` "original", "turned" or "mirror", the sweep angle it was turned
+    by (0 unless turned) and the angle its crop turned (``crop_angle``)."""
+
+    kind: str
+    turn: float
+    crop_turn: float
+
+
+def found_crops(c: dict, sweep: Sequence[float] = SWEEP) -> tuple[list[np.ndarray], list[Found]]:
+    """``crops_for``'s crops where a face was found, in order (original, turned..., mirror), each with what
+    it is: the batch a model reads, and what brings each reading back into the upright frame."""
+    angles = c.get("angles") or [0.0] * (len(sweep) + 2)
+    crops, found = [c["original"]], [Found("original", 0.0, angles[0])]
+    for t, crop, a in zip(sweep, c["sweep"], angles[1:-1], strict=True):
+        if crop is not None:
+            crops.append(crop)
+            found.append(Found("turned", float(t), a))
+    if c["mirror"] is not None:
+        crops.append(c["mirror"])
+        found.append(Found("mirror", 0.0, angles[-1]))
+    return crops, found
 
 
 def in_frame(pred: np.ndarray, angles: Sequence[float]) -> np.ndarray:
